@@ -1,0 +1,56 @@
+# mediagate tasks. `just --list` shows them. Every recipe works on a fresh Debian machine.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv/bin"
+
+# Install and start what the project needs (packages, PostgreSQL, RabbitMQ, the venv).
+setup:
+    source scripts/lib.sh && ensure_all
+
+# Run the test suite (sets everything up first); extra args go to pytest.
+test *args:
+    ./scripts/test {{args}}
+
+# Run the whole system natively: API, worker, clamd, S3 test server (no Docker needed).
+dev:
+    ./scripts/dev
+
+# Serve the API with settings from the environment.
+serve host="127.0.0.1" port="8000":
+    {{venv}}/mediagate serve --host {{host}} --port {{port}}
+
+# Apply database migrations (idempotent).
+migrate:
+    {{venv}}/mediagate migrate
+
+# Run the processing worker.
+worker:
+    {{venv}}/mediagate worker
+
+# Lint and format check.
+lint:
+    {{venv}}/ruff check src tests bench piccolo_migrations
+    {{venv}}/ruff format --check src tests bench piccolo_migrations
+
+# Type-check, lint, then test.
+check: lint
+    {{venv}}/mypy
+    ./scripts/test
+
+# Benchmarks on the real stack; they print their numbers.
+bench-api *args:
+    {{venv}}/python bench/api_bench.py {{args}}
+
+bench-worker *args:
+    {{venv}}/python bench/worker_bench.py {{args}}
+
+# On-prem stack with Docker compose.
+up:
+    docker compose --env-file deploy/compose/.env -f deploy/compose/compose.yaml up -d --build
+
+down:
+    docker compose --env-file deploy/compose/.env -f deploy/compose/compose.yaml down
+
+logs *services:
+    docker compose --env-file deploy/compose/.env -f deploy/compose/compose.yaml logs -f {{services}}

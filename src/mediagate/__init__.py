@@ -1,0 +1,1 @@
+"""mediagate: presigned uploads to S3-compatible storage, scanned and sanitized before use."""

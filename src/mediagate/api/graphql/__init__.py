@@ -1,0 +1,1 @@
+"""GraphQL plumbing: the SDL, scalars, limits, parse -> validate -> execute, error formatting."""

@@ -1,0 +1,190 @@
+"""Explicit parse -> validate -> execute, with cached documents and one error formatter."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from inspect import isawaitable
+from pathlib import Path
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    build_schema,
+    execute,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+
+from mediagate.api.graphql.limits import query_limits_rule
+from mediagate.api.graphql.scalars import bind_scalars
+from mediagate.errors import ClientError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
+MAX_TOKENS = 2000
+DOCUMENT_CACHE_SIZE = 256
+
+Resolver = Callable[..., Awaitable[Any]]
+
+
+class RequestError(Exception):
+    """The HTTP request is not a GraphQL request we can run (HTTP 400)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"])
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    query: str
+    variables: dict[str, Any] | None
+    operation_name: str | None
+
+    @classmethod
+    def from_json(cls, payload: Any) -> GraphQLRequest:
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            raise RequestError(
+                [_error("the body must be a JSON object with a 'query' string", "BAD_REQUEST")]
+            )
+        variables = payload.get("variables")
+        operation_name = payload.get("operationName")
+        if variables is not None and not isinstance(variables, dict):
+            raise RequestError([_error("'variables' must be an object", "BAD_REQUEST")])
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise RequestError([_error("'operationName' must be a string", "BAD_REQUEST")])
+        return cls(payload["query"], variables, operation_name)
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code}}
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """The one place an error becomes client-visible. Unexpected errors are masked."""
+    original = error.original_error
+    if isinstance(original, ClientError):
+        message, extensions = original.message, {"code": original.code, **original.details}
+    elif original is None or isinstance(original, GraphQLError):
+        # Errors graphql-core raised itself, or our scalars raised: all about the input.
+        message = error.message
+        extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
+    else:
+        log.error("unexpected error in %s", error.path, exc_info=original)
+        message, extensions = "Internal server error", {"code": "INTERNAL_SERVER_ERROR"}
+    formatted: dict[str, Any] = {"message": message, "extensions": extensions}
+    if error.path:
+        formatted["path"] = error.path
+    if error.locations:
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
+    return formatted
+
+
+@lru_cache(maxsize=256)
+def _snake_case(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def default_field_resolver(source: Any, info: GraphQLResolveInfo, **_args: Any) -> Any:
+    """camelCase GraphQL fields read snake_case attributes of our dataclasses."""
+    return getattr(source, _snake_case(info.field_name), None)
+
+
+def load_schema(
+    resolvers: dict[str, Resolver], authenticate: Callable[[Any], Awaitable[None]]
+) -> GraphQLSchema:
+    """Build the schema from the SDL and attach resolvers ('Type.field' -> function).
+
+    Fields marked @authenticated run `authenticate(context)` first.
+    """
+    schema = build_schema(SCHEMA_PATH.read_text())
+    bind_scalars(schema)
+    for path, resolver in resolvers.items():
+        type_name, field_name = path.split(".")
+        owner = schema.type_map[type_name]
+        assert isinstance(owner, GraphQLObjectType), path
+        field = owner.fields[field_name]
+        field.resolve = _guarded(resolver, authenticate) if _is_authenticated(field) else resolver
+    return schema
+
+
+def _is_authenticated(field: GraphQLField) -> bool:
+    node = field.ast_node
+    return node is not None and any(d.name.value == "authenticated" for d in node.directives)
+
+
+def _guarded(resolver: Resolver, authenticate: Callable[[Any], Awaitable[None]]) -> Resolver:
+    async def guarded(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        await authenticate(info.context)
+        return await resolver(source, info, **args)
+
+    return guarded
+
+
+class GraphQLExecutor:
+    def __init__(
+        self, schema: GraphQLSchema, *, introspection: bool, max_depth: int, max_aliases: int
+    ) -> None:
+        self._schema = schema
+        self._rules = [*specified_rules, query_limits_rule(max_depth, max_aliases)]
+        if not introspection:
+            self._rules.append(NoSchemaIntrospectionCustomRule)
+        self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
+
+    def document(self, query: str) -> DocumentNode:
+        """The parsed and validated document, from the cache when this text was seen before."""
+        cached = self._documents.get(query)
+        if cached is None:
+            cached = self._parse_and_validate(query)
+            self._documents[query] = cached
+            if len(self._documents) > DOCUMENT_CACHE_SIZE:
+                self._documents.popitem(last=False)
+        else:
+            self._documents.move_to_end(query)
+        if isinstance(cached, list):
+            raise RequestError([format_error(error) for error in cached])
+        return cached
+
+    def _parse_and_validate(self, query: str) -> DocumentNode | list[GraphQLError]:
+        try:
+            document = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as error:
+            error.extensions = {"code": "GRAPHQL_PARSE_FAILED"}
+            return [error]
+        failures = validate(self._schema, document, self._rules)
+        for failure in failures:
+            failure.extensions = {"code": "GRAPHQL_VALIDATION_FAILED"}
+        return failures or document
+
+    async def run(self, request: GraphQLRequest, context: Any) -> dict[str, Any]:
+        document = self.document(request.query)
+        result = execute(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=request.variables,
+            operation_name=request.operation_name,
+            field_resolver=default_field_resolver,
+        )
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        response: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            response["errors"] = [format_error(error) for error in result.errors]
+        return response

@@ -1,0 +1,50 @@
+"""Custom scalars. Bad input raises GraphQLError so it is reported as BAD_USER_INPUT."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from graphql import GraphQLError, GraphQLScalarType, GraphQLSchema, StringValueNode, ValueNode
+
+
+def _parse_uuid(value: Any) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise GraphQLError("UUID must be a string")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise GraphQLError(f"{value!r} is not a valid UUID") from None
+
+
+def _parse_uuid_literal(node: ValueNode, _variables: Any = None) -> uuid.UUID:
+    if not isinstance(node, StringValueNode):
+        raise GraphQLError("UUID must be a string")
+    return _parse_uuid(node.value)
+
+
+def _serialize_datetime(value: Any) -> str:
+    if not isinstance(value, datetime):
+        raise GraphQLError("DateTime must be a datetime")
+    return value.isoformat()
+
+
+def _serialize_long(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GraphQLError("Long must be an integer")
+    return value
+
+
+def bind_scalars(schema: GraphQLSchema) -> None:
+    uuid_type = schema.type_map["UUID"]
+    assert isinstance(uuid_type, GraphQLScalarType)
+    uuid_type.serialize = str  # type: ignore[method-assign,assignment]
+    uuid_type.parse_value = _parse_uuid  # type: ignore[method-assign]
+    uuid_type.parse_literal = _parse_uuid_literal  # type: ignore[method-assign,assignment]
+    datetime_type = schema.type_map["DateTime"]
+    assert isinstance(datetime_type, GraphQLScalarType)
+    datetime_type.serialize = _serialize_datetime  # type: ignore[method-assign]
+    long_type = schema.type_map["Long"]
+    assert isinstance(long_type, GraphQLScalarType)
+    long_type.serialize = _serialize_long  # type: ignore[method-assign]

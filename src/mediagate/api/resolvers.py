@@ -1,0 +1,68 @@
+"""Thin resolvers: unpack arguments, call the upload service, return its result."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+
+from mediagate.api.context import RequestContext
+from mediagate.api.graphql.executor import Resolver
+from mediagate.services.media_view import MediaView
+from mediagate.services.uploads import UploadTicket
+
+
+def _context(info: GraphQLResolveInfo) -> RequestContext:
+    context = info.context
+    assert isinstance(context, RequestContext)
+    return context
+
+
+async def get_upload_url(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    filename: str,
+    contentType: str,
+    stage: str | None = None,
+) -> UploadTicket:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.request_upload(principal, sessionId, filename, contentType, stage)
+
+
+async def confirm_upload(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    fileKey: str,
+    stage: str | None = None,
+    alt: str | None = None,
+) -> MediaView:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.confirm_upload(principal, sessionId, fileKey, stage, alt)
+
+
+async def media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
+    context = _context(info)
+    return await context.uploads.media(await context.principal(), id)
+
+
+async def session_media(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    stage: str | None = None,
+) -> list[MediaView]:
+    context = _context(info)
+    return await context.uploads.session_media(await context.principal(), sessionId, stage)
+
+
+RESOLVERS: dict[str, Resolver] = {
+    "Mutation.getUploadUrl": get_upload_url,
+    "Mutation.confirmUpload": confirm_upload,
+    "Query.media": media,
+    "Query.sessionMedia": session_media,
+}

@@ -1,0 +1,1 @@
+"""Bearer JWT authentication: who is calling and for which organization."""

@@ -1,0 +1,88 @@
+"""Verifying and issuing JWTs. Algorithms are pinned; `exp` is required."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from mediagate.config import Settings
+from mediagate.errors import Unauthenticated
+
+HS256 = "HS256"
+RS256 = "RS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+
+
+class TokenVerifier:
+    """HS256 tokens signed with JWT_SECRET and/or RS256 tokens from an OIDC provider's JWKS."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret
+        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._user_claim = settings.jwt_user_claim
+        self._org_claim = settings.jwt_org_claim
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            algorithm = str(jwt.get_unverified_header(token).get("alg"))
+            key = await self._key_for(algorithm, token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthenticated(f"invalid token: {error}") from None
+        return Principal(
+            user_id=_uuid_claim(claims, self._user_claim),
+            organization_id=_uuid_claim(claims, self._org_claim),
+        )
+
+    async def _key_for(self, algorithm: str, token: str) -> Any:
+        if algorithm == HS256 and self._secret is not None:
+            return self._secret
+        if algorithm == RS256 and self._jwks is not None:
+            # PyJWKClient fetches (then caches) the JWKS with blocking I/O.
+            signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            return signing_key.key
+        raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
+
+
+def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(claims[name]))
+    except (KeyError, ValueError):
+        raise Unauthenticated(f"token claim {name!r} must be a UUID") from None
+
+
+def issue_token(settings: Settings, principal: Principal, ttl_seconds: int) -> str:
+    """An HS256 token for local use (CLI, development, tests)."""
+    if settings.jwt_secret is None:
+        raise ValueError("JWT_SECRET is needed to issue tokens")
+    now = int(time.time())
+    claims = {
+        settings.jwt_user_claim: str(principal.user_id),
+        settings.jwt_org_claim: str(principal.organization_id),
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_secret, algorithm=HS256)

@@ -1,0 +1,175 @@
+"""`mediagate`: the command line for operators, scripts and local development."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+from mediagate.config import Settings, SettingsError, load_settings
+from mediagate.observability.logging import configure_logging
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediagate", description="Presigned uploads, scanned and sanitized."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the GraphQL API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="API processes")
+
+    commands.add_parser("migrate", help="apply database migrations (idempotent)")
+    commands.add_parser("worker", help="consume bucket events and jobs; scan and process media")
+
+    session = commands.add_parser("session", help="garage sessions")
+    session_commands = session.add_subparsers(dest="session_command", required=True)
+    create = session_commands.add_parser("create", help="create a session; prints its id")
+    create.add_argument("--org", type=_uuid, required=True)
+    create.add_argument("--id", type=_uuid, default=None)
+
+    token = commands.add_parser("token", help="print an HS256 token signed with JWT_SECRET")
+    token.add_argument("--user", type=_uuid, required=True)
+    token.add_argument("--org", type=_uuid, required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+
+    storage = commands.add_parser("storage", help="object storage")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True)
+    setup = storage_commands.add_parser(
+        "setup", help="create and configure the bucket (idempotent)"
+    )
+    setup.add_argument(
+        "--minio-notifications",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register MinIO's AMQP target for bucket events (MinIO only)",
+    )
+    setup.add_argument(
+        "--require-tls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="deny plain-HTTP access in the bucket policy (default: when S3_ENDPOINT is https)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"mediagate: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler = _HANDLERS[args.command]
+    return handler(settings, args)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mediagate.api.app import create_app
+
+    common = {"host": args.host, "port": args.port, "loop": "uvloop", "http": "httptools"}
+    if args.workers > 1:
+        # Each worker process builds its own app (and reads its settings once) at start.
+        uvicorn.run(
+            "mediagate.api.asgi:create_app_from_environment",
+            factory=True,
+            workers=args.workers,
+            access_log=False,
+            **common,
+        )
+    else:
+        uvicorn.run(create_app(settings), access_log=False, **common)
+    return 0
+
+
+def _with_database(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    from mediagate.db.engine import bind_engine, start_pool
+
+    async def run() -> int:
+        engine = bind_engine(settings)
+        await start_pool(engine, 2)
+        try:
+            return await work()
+        finally:
+            await engine.close_connection_pool()
+
+    return asyncio.run(run())
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from mediagate.db.engine import migrate
+
+    async def work() -> int:
+        return 0 if await migrate() else 1
+
+    return _with_database(settings, work)
+
+
+def _session(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.db.media_repository import create_session
+
+    async def work() -> int:
+        print(await create_session(args.org, args.id))
+        return 0
+
+    return _with_database(settings, work)
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.auth.tokens import Principal, issue_token
+    from mediagate.db.media_repository import ensure_user
+
+    principal = Principal(user_id=args.user, organization_id=args.org)
+
+    async def work() -> int:
+        await ensure_user(principal.user_id, principal.organization_id)
+        print(issue_token(settings, principal, args.ttl))
+        return 0
+
+    return _with_database(settings, work)
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from mediagate.worker.runner import run_worker
+
+    return asyncio.run(run_worker(settings))
+
+
+def _storage(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.storage.setup import setup_storage
+
+    report = setup_storage(
+        settings,
+        minio_notifications=args.minio_notifications,
+        require_tls=args.require_tls,
+    )
+    for line in report:
+        print(line)
+    return 0
+
+
+_HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": _serve,
+    "migrate": _migrate,
+    "session": _session,
+    "token": _token,
+    "worker": _worker,
+    "storage": _storage,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

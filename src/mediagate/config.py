@@ -1,0 +1,207 @@
+"""Settings: read once from the environment at start-up, then passed around frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    amqp_url: str
+    s3_endpoint: str
+    s3_public_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_region: str
+    s3_bucket: str
+    s3_sse: bool
+    jwt_secret: str | None
+    jwt_jwks_url: str | None
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_user_claim: str
+    jwt_org_claim: str
+    clamav_host: str
+    clamav_port: int
+    clamav_timeout: float
+    max_upload_bytes: int
+    upload_url_ttl: int
+    download_url_ttl: int
+    cors_allowed_origins: tuple[str, ...]
+    graphql_introspection: bool
+    graphql_max_depth: int
+    graphql_max_aliases: int
+    db_pool_size: int
+    media_queue: str
+    bucket_events_exchange: str
+    bucket_events_exchange_type: str
+    bucket_events_routing_key: str
+    retry_delays_ms: tuple[int, ...]
+    worker_prefetch: int
+    video_time_limit: float
+    shutdown_grace: float
+    log_level: str
+
+    def public(self) -> dict[str, Any]:
+        """The settings with secrets masked, for logs and diagnostics."""
+        secret = {"s3_secret_key", "jwt_secret"}
+        return {
+            f.name: ("***" if f.name in secret and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, naming the variable on failure."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            raise SettingsError(f"{name} is required but not set")
+        return value
+
+    def optional(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be {expected}, got {value!r}") from None
+
+    def positive_int(self, name: str, default: int) -> int:
+        return self.parsed(name, default, _positive_int, "a positive integer")
+
+    def positive_float(self, name: str, default: float) -> float:
+        return self.parsed(name, default, _positive_float, "a positive number")
+
+    def flag(self, name: str, default: bool) -> bool:
+        return self.parsed(name, default, _flag, "true or false")
+
+    def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> str:
+        value = self.raw(name) or default
+        if value is None:
+            raise SettingsError(f"{name} is required but not set")
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(f"{name} must be a {'/'.join(schemes)} URL, got {value!r}")
+        return value.rstrip("/")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _flag(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(value)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _delays(value: str) -> tuple[int, ...]:
+    delays = tuple(_positive_int(item) for item in _csv(value))
+    if not delays:
+        raise ValueError(value)
+    return delays
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment; raises SettingsError naming the bad variable."""
+    env = _Reader(os.environ if environ is None else environ)
+    s3_endpoint = env.url("S3_ENDPOINT", ("http", "https"))
+    jwt_secret = env.optional("JWT_SECRET")
+    jwt_jwks_url = env.optional("JWT_JWKS_URL")
+    if jwt_secret is None and jwt_jwks_url is None:
+        raise SettingsError("JWT_SECRET is required but not set (or set JWT_JWKS_URL)")
+    if jwt_secret is not None and len(jwt_secret.encode()) < 32:
+        raise SettingsError("JWT_SECRET must be at least 32 bytes long")
+    if jwt_jwks_url is not None:
+        env.url("JWT_JWKS_URL", ("http", "https"))
+    exchange_type = env.text("BUCKET_EVENTS_EXCHANGE_TYPE", "direct")
+    if exchange_type not in {"direct", "fanout", "topic"}:
+        raise SettingsError(
+            f"BUCKET_EVENTS_EXCHANGE_TYPE must be direct, fanout or topic, got {exchange_type!r}"
+        )
+    return Settings(
+        database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
+        amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
+        s3_endpoint=s3_endpoint,
+        s3_public_endpoint=env.url("S3_PUBLIC_ENDPOINT", ("http", "https"), s3_endpoint),
+        s3_access_key=env.required("S3_ACCESS_KEY"),
+        s3_secret_key=env.required("S3_SECRET_KEY"),
+        s3_region=env.optional("S3_REGION") or env.text("AWS_REGION", "us-east-1"),
+        s3_bucket=env.required("S3_BUCKET"),
+        s3_sse=env.flag("S3_SSE", True),
+        jwt_secret=jwt_secret,
+        jwt_jwks_url=jwt_jwks_url,
+        jwt_audience=env.optional("JWT_AUDIENCE"),
+        jwt_issuer=env.optional("JWT_ISSUER"),
+        jwt_user_claim=env.text("JWT_USER_CLAIM", "sub"),
+        jwt_org_claim=env.text("JWT_ORG_CLAIM", "org_id"),
+        clamav_host=env.text("CLAMAV_HOST", "127.0.0.1"),
+        clamav_port=env.positive_int("CLAMAV_PORT", 3310),
+        clamav_timeout=env.positive_float("CLAMAV_TIMEOUT", 120.0),
+        max_upload_bytes=env.positive_int("MAX_UPLOAD_BYTES", 50 * MIB),
+        upload_url_ttl=env.positive_int("UPLOAD_URL_TTL", 300),
+        download_url_ttl=env.positive_int("DOWNLOAD_URL_TTL", 86400),
+        cors_allowed_origins=env.parsed("CORS_ALLOWED_ORIGINS", (), _csv, "comma-separated"),
+        graphql_introspection=env.flag("GRAPHQL_INTROSPECTION", False),
+        graphql_max_depth=env.positive_int("GRAPHQL_MAX_DEPTH", 8),
+        graphql_max_aliases=env.positive_int("GRAPHQL_MAX_ALIASES", 10),
+        db_pool_size=env.positive_int("DB_POOL_SIZE", 10),
+        media_queue=env.text("MEDIA_QUEUE", "mediagate.media"),
+        bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
+        bucket_events_exchange_type=exchange_type,
+        bucket_events_routing_key=env.text("BUCKET_EVENTS_ROUTING_KEY", "uploads"),
+        retry_delays_ms=env.parsed(
+            "RETRY_DELAYS_MS", (1000, 5000, 30000, 120000), _delays, "comma-separated positive ms"
+        ),
+        worker_prefetch=env.positive_int("WORKER_PREFETCH", 2),
+        video_time_limit=env.positive_float("VIDEO_TIME_LIMIT", 600.0),
+        shutdown_grace=env.positive_float("SHUTDOWN_GRACE", 30.0),
+        log_level=env.text("LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,168 @@
+"""The queries the upload flow runs, through Piccolo. Status changes are conditional updates."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from piccolo.columns import Column
+
+from mediagate.db.tables import GarageSession, SessionMedia, User
+from mediagate.domain.status import MediaStatus, sources_of
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRecord:
+    id: uuid.UUID
+    session_id: uuid.UUID
+    file_key: str
+    original_filename: str
+    content_type: str
+    file_size: int | None
+    stage: str | None
+    alt_text: str | None
+    status: MediaStatus
+    rejection_reason: str | None
+    uploaded_by: uuid.UUID
+    uploaded_at: datetime | None
+    processed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    upload_expires_at: datetime
+    checksum_sha256: str | None
+    processed_key: str | None
+    processed_content_type: str | None
+    poster_key: str | None
+    width: int | None
+    height: int | None
+    duration_seconds: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> MediaRecord:
+        values = {name: row[name] for name in _RECORD_FIELDS}
+        values["status"] = MediaStatus(values["status"])
+        return cls(**values)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(MediaRecord))
+_COLUMNS = tuple(SessionMedia._meta.get_column_by_name(name) for name in _RECORD_FIELDS)
+
+
+def transaction() -> Any:
+    """Queries awaited inside `async with transaction():` run in one transaction."""
+    return SessionMedia._meta.db.transaction()
+
+
+async def ping() -> bool:
+    try:
+        await SessionMedia.raw("SELECT 1")
+    except (OSError, Exception):
+        return False
+    return True
+
+
+async def ensure_user(user_id: uuid.UUID, organization_id: uuid.UUID) -> None:
+    await User.insert(User(id=user_id, organization_id=organization_id)).on_conflict(
+        action="DO NOTHING"
+    )
+
+
+async def create_session(
+    organization_id: uuid.UUID, session_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    session = GarageSession(id=session_id or uuid.uuid4(), organization_id=organization_id)
+    await GarageSession.insert(session)
+    return uuid.UUID(str(session.id))
+
+
+async def session_organization(session_id: uuid.UUID) -> uuid.UUID | None:
+    row = (
+        await GarageSession.select(GarageSession.organization_id)
+        .where(GarageSession.id == session_id)
+        .first()
+    )
+    return None if row is None else row["organization_id"]
+
+
+async def insert_pending(
+    *,
+    session_id: uuid.UUID,
+    file_key: str,
+    original_filename: str,
+    content_type: str,
+    stage: str,
+    uploaded_by: uuid.UUID,
+    upload_expires_at: datetime,
+) -> uuid.UUID:
+    media = SessionMedia(
+        session_id=session_id,
+        file_key=file_key,
+        original_filename=original_filename,
+        content_type=content_type,
+        stage=stage,
+        uploaded_by=uploaded_by,
+        status=MediaStatus.PENDING_UPLOAD.value,
+        upload_expires_at=upload_expires_at,
+    )
+    await SessionMedia.insert(media)
+    return uuid.UUID(str(media.id))
+
+
+def _in_organization(organization_id: uuid.UUID) -> Any:
+    return SessionMedia.session_id.organization_id == organization_id
+
+
+async def _first(where: Any) -> MediaRecord | None:
+    row = await SessionMedia.select(*_COLUMNS).where(where).first()
+    return None if row is None else MediaRecord.from_row(row)
+
+
+async def find_for_organization(
+    media_id: uuid.UUID, organization_id: uuid.UUID
+) -> MediaRecord | None:
+    return await _first((SessionMedia.id == media_id) & _in_organization(organization_id))
+
+
+async def find_in_session(
+    file_key: str, session_id: uuid.UUID, organization_id: uuid.UUID
+) -> MediaRecord | None:
+    return await _first(
+        (SessionMedia.file_key == file_key)
+        & (SessionMedia.session_id == session_id)
+        & _in_organization(organization_id)
+    )
+
+
+async def find_by_key(file_key: str) -> MediaRecord | None:
+    return await _first(SessionMedia.file_key == file_key)
+
+
+async def list_session_media(session_id: uuid.UUID, stage: str | None) -> list[MediaRecord]:
+    query = SessionMedia.select(*_COLUMNS).where(SessionMedia.session_id == session_id)
+    if stage is not None:
+        query = query.where(SessionMedia.stage == stage)
+    rows = await query.order_by(SessionMedia.created_at).order_by(SessionMedia.id)
+    return [MediaRecord.from_row(row) for row in rows]
+
+
+async def transition(
+    media_id: uuid.UUID, target: MediaStatus, **changes: Any
+) -> MediaRecord | None:
+    """Move a row to `target` if its current status allows it; None when it did not.
+
+    The guard is in the WHERE clause, so of two concurrent callers exactly one wins.
+    """
+    allowed = [status.value for status in sources_of(target)]
+    values: dict[Column | str, Any] = {
+        SessionMedia.status: target.value,
+        SessionMedia.updated_at: datetime.now(UTC),
+        **{SessionMedia._meta.get_column_by_name(name): value for name, value in changes.items()},
+    }
+    rows = await (
+        SessionMedia.update(values)
+        .where((SessionMedia.id == media_id) & SessionMedia.status.is_in(allowed))
+        .returning(*_COLUMNS)
+    )
+    return MediaRecord.from_row(rows[0]) if rows else None

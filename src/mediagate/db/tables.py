@@ -1,0 +1,59 @@
+"""Piccolo tables. The DDL they mirror (enum type, CHECKs) lives in piccolo_migrations/."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    UUID,
+    BigInt,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+from mediagate.domain.status import MediaStatus
+
+
+class User(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    organization_id = UUID(null=False)
+    created_at = Timestamptz()
+
+
+class GarageSession(Table, tablename="garage_sessions"):
+    id = UUID(primary_key=True)
+    organization_id = UUID(null=False, index=True)
+    created_at = Timestamptz()
+
+
+class SessionMedia(Table, tablename="session_media"):
+    id = UUID(primary_key=True)
+    session_id = ForeignKey(references=GarageSession, on_delete=OnDelete.cascade, null=False)
+    file_key = Varchar(length=500, unique=True, null=False)
+    original_filename = Varchar(length=255, null=False)
+    content_type = Varchar(length=100, null=False)
+    file_size = BigInt(null=True, default=None)
+    stage = Varchar(length=50, null=True, default=None)
+    alt_text = Text(null=True, default=None)
+    status = Varchar(length=20, choices=MediaStatus, default=MediaStatus.PENDING_UPLOAD)
+    rejection_reason = Text(null=True, default=None)
+    uploaded_by = ForeignKey(references=User, null=False)
+    uploaded_at = Timestamptz(null=True, default=None)
+    processed_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    upload_expires_at = Timestamptz(null=False)
+    checksum_sha256 = Varchar(length=64, null=True, default=None)
+    processed_key = Varchar(length=500, null=True, default=None, unique=True)
+    processed_content_type = Varchar(length=100, null=True, default=None)
+    poster_key = Varchar(length=500, null=True, default=None)
+    width = Integer(null=True, default=None)
+    height = Integer(null=True, default=None)
+    duration_seconds = DoublePrecision(null=True, default=None)
+
+
+TABLES: tuple[type[Table], ...] = (User, GarageSession, SessionMedia)

@@ -1,0 +1,36 @@
+"""Errors that reach API clients; each carries the GraphQL `extensions.code` it maps to."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """A failure the caller can act on. The message is safe to show to that caller."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, message: str, **details: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class Unauthenticated(ClientError):
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(ClientError):
+    code = "FORBIDDEN"
+
+
+class NotFound(ClientError):
+    code = "NOT_FOUND"
+
+
+class BadUserInput(ClientError):
+    code = "BAD_USER_INPUT"
+
+
+class ServiceUnavailable(ClientError):
+    """A dependency (broker, store) is down; nothing was changed and the call can be retried."""
+
+    code = "SERVICE_UNAVAILABLE"

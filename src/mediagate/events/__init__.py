@@ -1,0 +1,1 @@
+"""RabbitMQ: the queue topology, the messages on it, and publishing processing jobs."""

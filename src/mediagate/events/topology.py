@@ -1,0 +1,64 @@
+"""Exchanges and queues, declared identically by the API, the worker and MinIO's config.
+
+media queue <- bucket-events exchange (MinIO publishes here)
+            <- default exchange (confirmUpload publishes jobs by queue name)
+media queue --(delay)--> retry queues --(TTL expiry)--> media queue
+anything that cannot be handled ends in the dead-letter queue, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from mediagate.config import Settings
+
+
+def dead_letter_queue_name(settings: Settings) -> str:
+    return f"{settings.media_queue}.dead"
+
+
+def retry_queue_name(settings: Settings, delay_ms: int) -> str:
+    return f"{settings.media_queue}.retry.{delay_ms}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    media_queue: AbstractQueue
+    dead_letter_queue: AbstractQueue
+    bucket_events: AbstractExchange
+
+
+async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
+    # The same flags MinIO uses (MINIO_NOTIFY_AMQP_DURABLE=on, auto-delete and internal
+    # off): MinIO re-declares the exchange on every publish and a mismatch fails it.
+    bucket_events = await channel.declare_exchange(
+        settings.bucket_events_exchange,
+        type=aio_pika.ExchangeType(settings.bucket_events_exchange_type),
+        durable=True,
+        auto_delete=False,
+        internal=False,
+    )
+    dead = await channel.declare_queue(dead_letter_queue_name(settings), durable=True)
+    media = await channel.declare_queue(
+        settings.media_queue,
+        durable=True,
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dead.name,
+        },
+    )
+    await media.bind(bucket_events, routing_key=settings.bucket_events_routing_key)
+    for delay_ms in settings.retry_delays_ms:
+        await channel.declare_queue(
+            retry_queue_name(settings, delay_ms),
+            durable=True,
+            arguments={
+                "x-message-ttl": delay_ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": media.name,
+            },
+        )
+    return Topology(media_queue=media, dead_letter_queue=dead, bucket_events=bucket_events)

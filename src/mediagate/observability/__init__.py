@@ -1,0 +1,1 @@
+"""Logging (JSON lines) and health checks."""

@@ -1,0 +1,1 @@
+"""Use cases: the upload flow for the API and the processing pipeline for the worker."""

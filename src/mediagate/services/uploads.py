@@ -1,0 +1,203 @@
+"""The upload flow the API exposes: presign, confirm, and read media status."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from mediagate.auth.tokens import Principal
+from mediagate.config import Settings
+from mediagate.db import media_repository as repo
+from mediagate.db.media_repository import MediaRecord
+from mediagate.domain import keys, validation
+from mediagate.domain.status import MediaStatus
+from mediagate.errors import BadUserInput, Forbidden, NotFound, ServiceUnavailable
+from mediagate.events.messages import ProcessJob
+from mediagate.services.media_view import MediaView, to_view
+from mediagate.storage.object_store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+_KNOWN_USERS_LIMIT = 100_000
+
+
+class Publisher(Protocol):
+    async def publish(self, job: ProcessJob) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTicket:
+    upload_url: str
+    file_key: str
+    expires_in: int
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UploadService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        publisher: Publisher,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._clock = clock
+        self._known_users: set[Principal] = set()
+
+    async def request_upload(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        filename: str,
+        content_type: str,
+        stage: str | None,
+    ) -> UploadTicket:
+        media_type = validation.parse_content_type(content_type)
+        extension = validation.validate_filename(filename, media_type)
+        stage_name = validation.normalise_stage(stage)
+        await self._authorize_session(principal, session_id)
+        await self._ensure_user(principal)
+
+        ttl = self._settings.upload_url_ttl
+        now = self._clock()
+        file_key = keys.upload_key(session_id, stage_name, extension)
+        upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
+        await repo.insert_pending(
+            session_id=session_id,
+            file_key=file_key,
+            original_filename=filename,
+            content_type=media_type.content_type,
+            stage=stage_name,
+            uploaded_by=principal.user_id,
+            upload_expires_at=now + timedelta(seconds=ttl),
+        )
+        return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
+
+    async def confirm_upload(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        file_key: str,
+        stage: str | None,
+        alt: str | None,
+    ) -> MediaView:
+        stage_name = validation.normalise_stage(stage) if stage is not None else None
+        alt = validation.validate_alt(alt)
+        await self._authorize_session(principal, session_id)
+        record = await repo.find_in_session(file_key, session_id, principal.organization_id)
+        if record is None:
+            raise NotFound("media not found")
+        if record.status is not MediaStatus.PENDING_UPLOAD:
+            return self._confirmation_view(record)
+
+        stored = await self._store.head(file_key)
+        if stored is None:
+            raise BadUserInput("the file was not found in storage; upload it first")
+        reason = validation.rejection_reason(
+            stored, record.content_type, self._settings.max_upload_bytes, record.upload_expires_at
+        )
+        if reason is not None:
+            return self._confirmation_view(await self._reject(record, reason, stored.size))
+        return self._confirmation_view(await self._accept(record, stage_name, alt, stored.size))
+
+    async def _reject(self, record: MediaRecord, reason: str, size: int) -> MediaRecord:
+        rejected = await repo.transition(
+            record.id, MediaStatus.REJECTED, rejection_reason=reason, file_size=size
+        )
+        if rejected is None:
+            return await self._reload(record)
+        log.info("upload rejected", extra={"media_id": str(record.id), "reason": reason})
+        await self._store.delete(record.file_key)
+        return rejected
+
+    async def _accept(
+        self, record: MediaRecord, stage: str | None, alt: str | None, size: int
+    ) -> MediaRecord:
+        # The job is published inside the transaction: if the broker does not confirm
+        # it, the row stays PENDING_UPLOAD and the client can simply confirm again.
+        async with repo.transaction():
+            uploaded = await repo.transition(
+                record.id,
+                MediaStatus.UPLOADED,
+                alt_text=alt,
+                stage=stage or record.stage,
+                uploaded_at=self._clock(),
+                file_size=size,
+            )
+            if uploaded is None:
+                return await self._reload(record)
+            try:
+                await self._publisher.publish(
+                    ProcessJob(record.id, record.file_key, record.session_id)
+                )
+            except Exception as error:
+                log.warning("publishing the processing job failed: %r", error)
+                raise ServiceUnavailable("the upload could not be queued; try again") from error
+        return uploaded
+
+    async def _reload(self, record: MediaRecord) -> MediaRecord:
+        current = await repo.find_by_key(record.file_key)
+        assert current is not None, "rows are never deleted while a session exists"
+        return current
+
+    def _confirmation_view(self, record: MediaRecord) -> MediaView:
+        # The spec hands back a GET URL of the *original*, unscanned upload. We sign
+        # the processed copy's key instead: it answers 404 until processing succeeds,
+        # so no unscanned byte is ever served through a URL we issued.
+        final_key = keys.processed_key(record.file_key, keys.output_extension(record.content_type))
+        url = self._store.presign_get(
+            final_key, timedelta(seconds=self._settings.download_url_ttl), self._clock()
+        )
+        return to_view(record, url=url, poster_url=None)
+
+    async def media(self, principal: Principal, media_id: uuid.UUID) -> MediaView:
+        record = await repo.find_for_organization(media_id, principal.organization_id)
+        if record is None:
+            raise NotFound("media not found")
+        return self._view(record)
+
+    async def session_media(
+        self, principal: Principal, session_id: uuid.UUID, stage: str | None
+    ) -> list[MediaView]:
+        stage_name = validation.normalise_stage(stage) if stage is not None else None
+        await self._authorize_session(principal, session_id)
+        return [
+            self._view(record) for record in await repo.list_session_media(session_id, stage_name)
+        ]
+
+    def _view(self, record: MediaRecord) -> MediaView:
+        """Download URLs only for media that passed the scan and was sanitized."""
+        if record.status is not MediaStatus.COMPLETED or record.processed_key is None:
+            return to_view(record, url=None, poster_url=None)
+        ttl = timedelta(seconds=self._settings.download_url_ttl)
+        now = self._clock()
+        poster = record.poster_key and self._store.presign_get(record.poster_key, ttl, now)
+        return to_view(
+            record, url=self._store.presign_get(record.processed_key, ttl, now), poster_url=poster
+        )
+
+    async def _authorize_session(self, principal: Principal, session_id: uuid.UUID) -> None:
+        organization = await repo.session_organization(session_id)
+        if organization is None:
+            raise NotFound("session not found")
+        if organization != principal.organization_id:
+            raise Forbidden("access denied")
+
+    async def _ensure_user(self, principal: Principal) -> None:
+        """Users from the identity provider get a row on first use (uploaded_by references it)."""
+        if principal in self._known_users:
+            return
+        await repo.ensure_user(principal.user_id, principal.organization_id)
+        if len(self._known_users) >= _KNOWN_USERS_LIMIT:
+            self._known_users.clear()
+        self._known_users.add(principal)

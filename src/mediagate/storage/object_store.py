@@ -1,0 +1,136 @@
+"""The object store behind a small interface, driven by the minio SDK.
+
+The SDK is synchronous; network calls run in a worker thread. Presigning is pure
+computation (SigV4 with a fixed region), so it runs inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+from minio.sse import SseS3
+
+from mediagate.config import Settings
+from mediagate.domain.validation import StoredObject
+
+CHUNK_BYTES = 1024 * 1024
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"})
+
+
+class ObjectTooLarge(Exception):
+    """The object grew past the size cap while it was being read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    size: int
+    sha256: str
+
+
+def _client(endpoint: str, settings: Settings, pool_size: int) -> Minio:
+    parts = urlsplit(endpoint)
+    http = urllib3.PoolManager(
+        maxsize=pool_size,
+        timeout=urllib3.Timeout(connect=5.0, read=60.0),
+        retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+    )
+    return Minio(
+        parts.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=parts.scheme == "https",
+        region=settings.s3_region,
+        http_client=http,
+    )
+
+
+class ObjectStore:
+    """One bucket: uploads land under sessions/, processed copies under processed/."""
+
+    def __init__(self, settings: Settings, pool_size: int = 32) -> None:
+        self.bucket = settings.s3_bucket
+        self.client = _client(settings.s3_endpoint, settings, pool_size)
+        # Browsers must reach the host in a presigned URL, and the host is signed,
+        # so URLs are signed for the public endpoint by a client that never connects.
+        self._signer = _client(settings.s3_public_endpoint, settings, 1)
+        self._encrypt = settings.s3_sse
+
+    def presign_put(self, key: str, ttl: timedelta, now: datetime) -> str:
+        """A PUT URL valid for `ttl` from `now`.
+
+        The SDK signs only the host header of presigned URLs, so the content type is
+        not bound by the signature; confirmUpload and the worker check it instead.
+        """
+        return self._signer.get_presigned_url(
+            "PUT", self.bucket, key, expires=ttl, request_date=now
+        )
+
+    def presign_get(self, key: str, ttl: timedelta, now: datetime) -> str:
+        return self._signer.get_presigned_url(
+            "GET", self.bucket, key, expires=ttl, request_date=now
+        )
+
+    async def head(self, key: str) -> StoredObject | None:
+        try:
+            stat = await asyncio.to_thread(self.client.stat_object, self.bucket, key)
+        except S3Error as error:
+            if error.code in _MISSING_CODES:
+                return None
+            raise
+        assert stat.last_modified is not None and stat.size is not None
+        return StoredObject(
+            size=stat.size,
+            content_type=stat.content_type or "",
+            last_modified=stat.last_modified,
+            etag=stat.etag or "",
+        )
+
+    async def download(self, key: str, destination: Path, max_bytes: int) -> Download:
+        """Stream the object to `destination`, hashing on the way and stopping past max_bytes."""
+        return await asyncio.to_thread(self._download, key, destination, max_bytes)
+
+    def _download(self, key: str, destination: Path, max_bytes: int) -> Download:
+        digest = hashlib.sha256()
+        size = 0
+        response = self.client.get_object(self.bucket, key)
+        try:
+            with destination.open("wb") as sink:
+                for chunk in response.stream(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ObjectTooLarge(f"{key} is larger than {max_bytes} bytes")
+                    digest.update(chunk)
+                    sink.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return Download(size=size, sha256=digest.hexdigest())
+
+    async def upload(
+        self, key: str, source: Path, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        await asyncio.to_thread(self._upload, key, source, content_type, metadata)
+
+    def _upload(self, key: str, source: Path, content_type: str, metadata: dict[str, str]) -> None:
+        with source.open("rb") as stream:
+            self.client.put_object(
+                self.bucket,
+                key,
+                stream,
+                source.stat().st_size,
+                content_type=content_type,
+                metadata=metadata,  # type: ignore[arg-type]
+                sse=SseS3() if self._encrypt else None,
+            )
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; removing one that is already gone succeeds."""
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key)

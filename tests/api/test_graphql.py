@@ -1,0 +1,136 @@
+"""GraphQL protocol behaviour: typed errors, limits, introspection, no stack traces."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from graphql import GraphQLError
+
+from mediagate.api.context import authenticate
+from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format_error, load_schema
+from mediagate.api.resolvers import RESOLVERS
+from mediagate.errors import Forbidden
+from tests.conftest import Tenant, error_codes, graphql
+from tests.support.flow import GET_UPLOAD_URL, MEDIA
+
+
+async def test_invalid_uuid_variable_is_bad_user_input(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    body = await graphql(api, MEDIA, {"id": "not-a-uuid"}, tenant.token)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert "not a valid UUID" in body["errors"][0]["message"]
+
+
+async def test_validation_errors_of_getupload_url_name_the_field(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    variables = {
+        "sessionId": str(tenant.session_id),
+        "filename": "../x.jpg",
+        "contentType": "image/jpeg",
+    }
+    body = await graphql(api, GET_UPLOAD_URL, variables, tenant.token)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "filename"
+    assert body["errors"][0]["path"] == ["getUploadUrl"]
+    bad_type = {**variables, "filename": "x.svg", "contentType": "image/svg+xml"}
+    body = await graphql(api, GET_UPLOAD_URL, bad_type, tenant.token)
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "contentType"}
+
+
+async def test_parse_errors_are_typed_and_http_400(api: httpx.AsyncClient) -> None:
+    response = await api.post("/graphql", json={"query": "mutation {"})
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["GRAPHQL_PARSE_FAILED"]
+
+
+async def test_unknown_fields_fail_validation(api: httpx.AsyncClient) -> None:
+    response = await api.post("/graphql", json={"query": "{ secrets }"})
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_non_json_and_malformed_bodies_are_bad_requests(api: httpx.AsyncClient) -> None:
+    for content in (b"{nope", b"[]", b'{"query": 1}', b'{"query": "{a}", "variables": []}'):
+        response = await api.post(
+            "/graphql", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
+async def test_introspection_is_off_by_default(api: httpx.AsyncClient) -> None:
+    response = await api.post("/graphql", json={"query": "{ __schema { types { name } } }"})
+    assert response.status_code == 400
+    assert set(error_codes(response.json())) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert "introspection" in response.json()["errors"][0]["message"]
+
+
+def _executor(**limits: int) -> GraphQLExecutor:
+    schema = load_schema(RESOLVERS, authenticate)
+    options = {"max_depth": 8, "max_aliases": 10, **limits}
+    return GraphQLExecutor(schema, introspection=True, **options)
+
+
+def test_depth_limit_counts_through_fragments() -> None:
+    deep = "{ __schema { types { fields { type { ofType { ofType { name } } } } } } }"
+    executor = _executor(max_depth=5)
+    with pytest.raises(RequestError) as caught:
+        executor.document(deep)
+    assert caught.value.errors[0]["message"] == "query depth 7 exceeds the limit of 5"
+    via_fragments = (
+        "{ __schema { ...T } } fragment T on __Schema { types { ...F } } "
+        "fragment F on __Type { fields { type { ofType { ofType { name } } } } }"
+    )
+    with pytest.raises(RequestError):
+        executor.document(via_fragments)
+    assert executor.document("{ __schema { types { name } } }") is not None
+
+
+def test_fragment_cycles_do_not_hang_the_limits() -> None:
+    cyclic = "{ __schema { ...A } } fragment A on __Schema { ...B } fragment B on __Schema { ...A }"
+    with pytest.raises(RequestError) as caught:
+        _executor().document(cyclic)
+    assert {e["extensions"]["code"] for e in caught.value.errors} == {"GRAPHQL_VALIDATION_FAILED"}
+
+
+def test_documents_are_parsed_and_validated_once() -> None:
+    executor = _executor()
+    first = executor.document("{ __typename }")
+    assert executor.document("{ __typename }") is first
+
+
+async def test_alias_limit(api: httpx.AsyncClient, tenant: Tenant) -> None:
+    fields = " ".join(f'a{i}: media(id: "{tenant.session_id}") {{ id }}' for i in range(11))
+    response = await api.post("/graphql", json={"query": "{ " + fields + " }"})
+    assert response.status_code == 400
+    assert "aliases exceed" in response.json()["errors"][0]["message"]
+
+
+async def test_huge_documents_are_refused_before_parsing_everything(api: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join("__typename" for _ in range(5000)) + " }"
+    response = await api.post("/graphql", json={"query": query})
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["GRAPHQL_PARSE_FAILED"]
+
+
+def test_unexpected_errors_are_masked_without_a_trace() -> None:
+    error = GraphQLError("boom", original_error=RuntimeError("password=hunter2 at line 3"))
+    formatted = format_error(error)
+    assert formatted == {
+        "message": "Internal server error",
+        "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+    }
+
+
+def test_client_errors_keep_their_code_and_message() -> None:
+    error = GraphQLError("x", original_error=Forbidden("access denied"))
+    assert format_error(error)["extensions"] == {"code": "FORBIDDEN"}
+    assert format_error(error)["message"] == "access denied"
+
+
+async def test_health_endpoints(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"database": "ok", "broker": "ok"}

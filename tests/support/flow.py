@@ -1,0 +1,113 @@
+"""The client side of the upload flow, as a frontend would run it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aio_pika
+import httpx
+
+from mediagate.config import Settings
+from tests.conftest import Tenant, graphql
+
+GET_UPLOAD_URL = """
+mutation Upload($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String) {
+  getUploadUrl(
+    sessionId: $sessionId, filename: $filename, contentType: $contentType, stage: $stage
+  ) {
+    uploadUrl fileKey expiresIn
+  }
+}
+"""
+
+CONFIRM_UPLOAD = """
+mutation Confirm($sessionId: UUID!, $fileKey: String!, $stage: String, $alt: String) {
+  confirmUpload(sessionId: $sessionId, fileKey: $fileKey, stage: $stage, alt: $alt) {
+    id url alt status rejectionReason
+  }
+}
+"""
+
+MEDIA = """
+query Media($id: UUID!) {
+  media(id: $id) {
+    id sessionId fileKey status originalFilename contentType stage alt fileSize
+    rejectionReason url posterUrl width height durationSeconds uploadedAt processedAt createdAt
+  }
+}
+"""
+
+SESSION_MEDIA = """
+query SessionMedia($sessionId: UUID!, $stage: String) {
+  sessionMedia(sessionId: $sessionId, stage: $stage) { id fileKey status stage url }
+}
+"""
+
+
+async def request_upload(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    filename: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+    stage: str | None = "inspection",
+) -> dict[str, Any]:
+    body = await graphql(
+        client,
+        GET_UPLOAD_URL,
+        {
+            "sessionId": str(tenant.session_id),
+            "filename": filename,
+            "contentType": content_type,
+            "stage": stage,
+        },
+        tenant.token,
+    )
+    assert "errors" not in body, body
+    ticket: dict[str, Any] = body["data"]["getUploadUrl"]
+    return ticket
+
+
+async def put_object(url: str, data: bytes, content_type: str) -> None:
+    """The browser's step: PUT the bytes straight to the store over HTTP."""
+    async with httpx.AsyncClient() as s3:
+        response = await s3.put(url, content=data, headers={"Content-Type": content_type})
+    assert response.status_code == 200, response.text
+
+
+async def confirm(
+    client: httpx.AsyncClient, tenant: Tenant, file_key: str, alt: str | None = None
+) -> dict[str, Any]:
+    return await graphql(
+        client,
+        CONFIRM_UPLOAD,
+        {"sessionId": str(tenant.session_id), "fileKey": file_key, "alt": alt},
+        tenant.token,
+    )
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    data: bytes,
+    filename: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+) -> dict[str, Any]:
+    """getUploadUrl -> PUT -> confirmUpload; returns confirmUpload's data and the key."""
+    ticket = await request_upload(client, tenant, filename, content_type)
+    await put_object(ticket["uploadUrl"], data, content_type)
+    body = await confirm(client, tenant, ticket["fileKey"], alt="a photo")
+    assert "errors" not in body, body
+    return {**body["data"]["confirmUpload"], "fileKey": ticket["fileKey"]}
+
+
+async def drain_jobs(settings: Settings) -> list[dict[str, Any]]:
+    """Every message now on the media queue (removed from it)."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(settings.media_queue, ensure=True)
+        jobs = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            jobs.append({**json.loads(message.body), "_delivery_mode": message.delivery_mode})
+        return jobs

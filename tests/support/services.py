@@ -1,0 +1,116 @@
+"""Start and stop the real services the tests talk to, all on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import clamd
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAMD_CONF = ROOT / "deploy" / "clamav" / "clamd.conf"
+TEST_SIGNATURES = ROOT / "deploy" / "clamav" / "test-signatures"
+# scripts/test exports both; the defaults suit a machine with trust authentication.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "POSTGRES_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server: a real HTTP S3 API on loopback (it does not check signatures)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+async def create_database() -> str:
+    name = f"mediagate_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+class Clamd:
+    """A clamd process started from the shipped clamd.conf with the test signature database."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._config = workdir / f"clamd-{self.port}.conf"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
+        overrides = {
+            "TCPSocket": str(self.port),
+            "TCPAddr": "127.0.0.1",
+            "DatabaseDirectory": str(TEST_SIGNATURES),
+            "Foreground": "yes",
+        }
+        kept = [
+            line
+            for line in CLAMD_CONF.read_text().splitlines()
+            if line.split(" ", 1)[0]
+            not in overrides | {"LocalSocket", "LogFile", "PidFile", "User"}
+        ]
+        kept += [f"{name} {value}" for name, value in overrides.items()]
+        self._config.write_text("\n".join(kept) + "\n")
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._write_config()
+        self._process = subprocess.Popen(
+            ["clamd", "--config-file", str(self._config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"clamd exited with {self._process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("clamd did not answer PING")
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        try:
+            return bool(
+                clamd.ClamdNetworkSocket("127.0.0.1", self.port, timeout=1).ping() == "PONG"
+            )
+        except (clamd.ConnectionError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+            self._process = None

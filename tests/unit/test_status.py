@@ -1,0 +1,32 @@
+import itertools
+
+from mediagate.domain.status import TERMINAL, MediaStatus, can_move, sources_of
+
+S = MediaStatus
+
+
+def test_the_happy_path_is_allowed_step_by_step() -> None:
+    path = [S.PENDING_UPLOAD, S.UPLOADED, S.SCANNING, S.PROCESSING, S.COMPLETED]
+    assert all(can_move(a, b) for a, b in itertools.pairwise(path))
+
+
+def test_no_step_skips_the_scan() -> None:
+    assert not can_move(S.PENDING_UPLOAD, S.COMPLETED)
+    assert not can_move(S.UPLOADED, S.PROCESSING)
+    assert not can_move(S.UPLOADED, S.COMPLETED)
+    assert not can_move(S.SCANNING, S.COMPLETED)
+    assert sources_of(S.COMPLETED) == {S.PROCESSING}
+
+
+def test_terminal_states_never_move() -> None:
+    for terminal in TERMINAL:
+        assert not any(can_move(terminal, target) for target in S)
+
+
+def test_a_dead_workers_job_restarts_from_the_scan() -> None:
+    assert can_move(S.PROCESSING, S.SCANNING)
+    assert can_move(S.SCANNING, S.SCANNING)
+
+
+def test_rejection_is_possible_before_completion_only() -> None:
+    assert sources_of(S.REJECTED) == {S.PENDING_UPLOAD, S.UPLOADED, S.SCANNING, S.PROCESSING}
