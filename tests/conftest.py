@@ -53,6 +53,10 @@ def make_env(database_url: str, s3_endpoint: str, **overrides: str) -> dict[str,
         "MEDIA_QUEUE": f"mediagate.test.{run}",
         "BUCKET_EVENTS_EXCHANGE": f"mediagate.test.{run}.events",
         "RETRY_DELAYS_MS": "100,200,400",
+        "CLAMAV_PORT": str(services.free_port()),
+        "CLAMAV_TIMEOUT": "30",
+        "VIDEO_TIME_LIMIT": "120",
+        "SHUTDOWN_GRACE": "20",
         "LOG_LEVEL": "WARNING",
     }
     env.update(overrides)
@@ -76,6 +80,15 @@ async def database(settings: Settings) -> AsyncIterator[None]:
     assert await db_engine.migrate()
     yield
     await engine.close_connection_pool()
+
+
+@pytest.fixture(scope="session")
+def clamd(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Clamd]:
+    """clamd from the shipped configuration with the test signature database."""
+    daemon = services.Clamd(tmp_path_factory.mktemp("clamd"), settings.clamav_port)
+    daemon.start()
+    yield daemon
+    daemon.stop()
 
 
 @pytest.fixture(scope="session")

@@ -143,24 +143,22 @@ async def test_upload_flow_over_real_http(
     assert ticket["fileKey"] in [job["fileKey"] for job in await drain_jobs(settings)]
 
 
-async def test_cors_preflight_allows_only_configured_origins(
-    env: dict[str, str], database: None, store: ObjectStore
-) -> None:
+async def test_cors_preflight_allows_only_configured_origins(env: dict[str, str]) -> None:
     from mediagate.api.app import create_app
     from mediagate.config import load_settings
-    from tests.conftest import lifespan_in_own_task
 
+    # Preflights are answered by the CORS middleware; no lifespan (and no second
+    # database engine) is needed for them.
     app = create_app(load_settings({**env, "CORS_ALLOWED_ORIGINS": "https://app.example"}))
-    async with lifespan_in_own_task(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
-            allowed = await client.options(
-                "/graphql",
-                headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
-            )
-            denied = await client.options(
-                "/graphql",
-                headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
-            )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
+        allowed = await client.options(
+            "/graphql",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        denied = await client.options(
+            "/graphql",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
     assert allowed.headers.get("access-control-allow-origin") == "https://app.example"
     assert denied.headers.get("access-control-allow-origin") != "https://evil.example"

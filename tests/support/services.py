@@ -81,7 +81,7 @@ class Clamd:
             line
             for line in CLAMD_CONF.read_text().splitlines()
             if line.split(" ", 1)[0]
-            not in overrides | {"LocalSocket", "LogFile", "PidFile", "User"}
+            not in {*overrides, "LocalSocket", "LogFile", "PidFile", "User"}
         ]
         kept += [f"{name} {value}" for name, value in overrides.items()]
         self._config.write_text("\n".join(kept) + "\n")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from piccolo.columns import Column
+from piccolo.engine.postgres import PostgresEngine
 
 from mediagate.db.tables import GarageSession, SessionMedia, User
 from mediagate.domain.status import MediaStatus, sources_of
@@ -166,3 +169,45 @@ async def transition(
         .returning(*_COLUMNS)
     )
     return MediaRecord.from_row(rows[0]) if rows else None
+
+
+async def record_confirmation(
+    media_id: uuid.UUID, *, alt_text: str | None, stage: str | None, uploaded_at: datetime
+) -> MediaRecord | None:
+    """Store what confirmUpload brings when the worker moved the row on first (event first)."""
+    values: dict[Column | str, Any] = {
+        SessionMedia.uploaded_at: uploaded_at,
+        SessionMedia.updated_at: datetime.now(UTC),
+        SessionMedia.alt_text: alt_text,
+    }
+    if stage is not None:
+        values[SessionMedia.stage] = stage
+    rows = await (
+        SessionMedia.update(values)
+        .where((SessionMedia.id == media_id) & SessionMedia.uploaded_at.is_null())
+        .returning(*_COLUMNS)
+    )
+    return MediaRecord.from_row(rows[0]) if rows else None
+
+
+@asynccontextmanager
+async def processing_lock(file_key: str) -> AsyncIterator[bool]:
+    """Hold a PostgreSQL advisory lock on the upload for as long as the block runs.
+
+    Yields False when another worker holds it. The lock lives on its own connection,
+    so a worker that dies releases it with its connection and a redelivery can resume.
+    """
+    engine = SessionMedia._meta.db
+    assert isinstance(engine, PostgresEngine) and engine.pool is not None, "start the pool first"
+    pool = engine.pool
+    async with pool.acquire() as connection:
+        locked = await connection.fetchval(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", file_key
+        )
+        try:
+            yield bool(locked)
+        finally:
+            if locked:
+                await connection.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", file_key
+                )

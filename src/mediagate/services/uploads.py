@@ -98,7 +98,7 @@ class UploadService:
         if record is None:
             raise NotFound("media not found")
         if record.status is not MediaStatus.PENDING_UPLOAD:
-            return self._confirmation_view(record)
+            return self._confirmation_view(await self._confirm_late(record, stage_name, alt))
 
         stored = await self._store.head(file_key)
         if stored is None:
@@ -135,7 +135,7 @@ class UploadService:
                 file_size=size,
             )
             if uploaded is None:
-                return await self._reload(record)
+                return await self._confirm_late(record, stage, alt)
             try:
                 await self._publisher.publish(
                     ProcessJob(record.id, record.file_key, record.session_id)
@@ -144,6 +144,19 @@ class UploadService:
                 log.warning("publishing the processing job failed: %r", error)
                 raise ServiceUnavailable("the upload could not be queued; try again") from error
         return uploaded
+
+    async def _confirm_late(
+        self, record: MediaRecord, stage: str | None, alt: str | None
+    ) -> MediaRecord:
+        """The row left PENDING_UPLOAD without this call: keep the first confirmation's
+        alt and stage if the worker (bucket event first) got there before any confirm."""
+        current = await self._reload(record)
+        if current.uploaded_at is not None or current.status is MediaStatus.REJECTED:
+            return current  # confirmed before, or rejected: change nothing
+        late = await repo.record_confirmation(
+            current.id, alt_text=alt, stage=stage, uploaded_at=self._clock()
+        )
+        return late or await self._reload(record)
 
     async def _reload(self, record: MediaRecord) -> MediaRecord:
         current = await repo.find_by_key(record.file_key)

@@ -1,0 +1,1 @@
+"""Sanitizing media: pure functions on files (no network), images with Pillow, video with ffmpeg."""

@@ -1,0 +1,110 @@
+"""Image sanitizing with Pillow: decode only the declared format, bound the pixel count,
+apply the EXIF orientation, drop all metadata, re-encode as JPEG quality 85.
+
+Decisions (documented in the README):
+- transparency is flattened onto white, because every output is a JPEG;
+- animated GIF/WebP keep their first frame only;
+- an embedded colour profile is applied (converted to sRGB) and then dropped.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
+
+from mediagate.processing.errors import UnacceptableMedia
+
+JPEG_QUALITY = 85
+# Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse outright.
+MAX_PIXELS = 60_000_000
+
+_PILLOW_FORMATS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+}
+_ORIENTATION_FIXES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_JPEG_READY_MODES = frozenset({"RGB", "L", "YCbCr"})
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    width: int
+    height: int
+
+
+def sanitize_image(
+    source: Path, declared_type: str, destination: Path, max_pixels: int = MAX_PIXELS
+) -> ImageResult:
+    """Write a clean JPEG of `source` to `destination`; raise UnacceptableMedia if it is not one."""
+    try:
+        with Image.open(source, formats=[_PILLOW_FORMATS[declared_type]]) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnacceptableMedia(
+                    f"the image has {width}x{height} pixels; the limit is {max_pixels}"
+                )
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            icc_profile = image.info.get("icc_profile")
+            if image.format == "JPEG":
+                # Decode straight to YCbCr: the JPEG encoder takes it as is, which saves
+                # a colour conversion on the way in and another on the way out.
+                image.draft("YCbCr", image.size)
+            image.load()
+            clean = _oriented(_in_srgb(_without_alpha(image), icc_profile), orientation)
+            clean.save(destination, "JPEG", quality=JPEG_QUALITY)
+            return ImageResult(width=clean.width, height=clean.height)
+    except UnacceptableMedia:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise UnacceptableMedia(f"the file is not a readable {declared_type}: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise UnacceptableMedia(f"the image is corrupt: {error}") from None
+
+
+def _without_alpha(image: Image.Image) -> Image.Image:
+    if image.mode in _JPEG_READY_MODES:
+        return image
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if not has_alpha:
+        return image.convert("RGB")
+    rgba = image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def _in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    if not icc_profile:
+        return image
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    except (OSError, ImageCms.PyCMSError):
+        return image  # an unreadable profile is dropped like any other metadata
+    if "srgb" in ImageCms.getProfileDescription(profile).lower():
+        return image
+    source = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    try:
+        converted = ImageCms.profileToProfile(source, profile, _SRGB, outputMode=source.mode)
+    except ImageCms.PyCMSError:
+        return source
+    assert converted is not None
+    return converted
+
+
+def _oriented(image: Image.Image, orientation: int) -> Image.Image:
+    fix = _ORIENTATION_FIXES.get(orientation)
+    return image if fix is None else image.transpose(fix)

@@ -1,0 +1,1 @@
+"""Virus scanning with ClamAV through clamd."""

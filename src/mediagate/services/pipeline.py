@@ -1,0 +1,297 @@
+"""The processing pipeline: one upload from UPLOADED to COMPLETED (or REJECTED / SCAN_FAILED).
+
+Ordered steps, each recorded in the row's status by a conditional update:
+  claim (advisory lock) -> accept the upload -> SCANNING: download, scan, check magic
+  -> PROCESSING: sanitize -> store the processed copy -> COMPLETED -> delete the original.
+The original is deleted only after the processed copy and the COMPLETED row are durable;
+the caller acks the message only after that. Nothing is COMPLETED without a clean scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from minio.error import S3Error
+
+from mediagate.config import Settings
+from mediagate.db import media_repository as repo
+from mediagate.db.media_repository import MediaRecord
+from mediagate.domain import keys, validation
+from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
+from mediagate.domain.status import MediaStatus
+from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.images import sanitize_image
+from mediagate.processing.sniff import check_file_magic
+from mediagate.processing.video import sanitize_video
+from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
+from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
+
+log = logging.getLogger(__name__)
+
+# An event whose row is not visible yet is retried this many times before the
+# object counts as an orphan.
+ORPHAN_RETRIES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Finished with this message: ack it."""
+
+    note: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: try again later."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Retries are exhausted or the failure is not understood: park it for an operator."""
+
+    reason: str
+
+
+Outcome = Done | Retry | DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    path: Path
+    content_type: str
+    width: int
+    height: int
+    poster: Path | None = None
+    duration_seconds: float | None = None
+
+
+class _Rejected(Exception):
+    """The upload must not be used; the reason is shown to the client."""
+
+
+class _Timings(dict[str, float]):
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - started
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class MediaPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        scanner: ClamdScanner,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._scanner = scanner
+        self._clock = clock
+
+    async def handle(self, file_key: str, attempt: int) -> Outcome:
+        """Process one upload; `attempt` counts earlier tries of the same message."""
+        last_attempt = attempt >= len(self._settings.retry_delays_ms)
+        try:
+            async with repo.processing_lock(file_key) as locked:
+                if not locked:
+                    return Done("another worker is processing this upload")
+                return await self._process(file_key, attempt)
+        except ScannerUnavailable as error:
+            log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
+            if not last_attempt:
+                return Retry(str(error))
+            await self._give_up(file_key, f"virus scan unavailable: {error}")
+            return Done("scan failed; the original is kept for a rescan")
+        except Exception as error:
+            log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
+            if not last_attempt:
+                return Retry(repr(error))
+            await self._give_up(file_key, "processing failed repeatedly; an operator was alerted")
+            return DeadLetter(repr(error))
+
+    async def _give_up(self, file_key: str, reason: str) -> None:
+        try:
+            record = await repo.find_by_key(file_key)
+            if record is not None:
+                await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
+        except Exception:
+            log.exception("could not record SCAN_FAILED", extra={"key": file_key})
+
+    async def _process(self, file_key: str, attempt: int) -> Outcome:
+        record = await repo.find_by_key(file_key)
+        if record is None:
+            return await self._orphan(file_key, attempt)
+        if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED):
+            await self._store.delete(file_key)  # finishes a job that died after its commit
+            return Done(f"already {record.status.value}")
+        if record.status is MediaStatus.SCAN_FAILED:
+            return Done("already SCAN_FAILED")
+        try:
+            if record.status is MediaStatus.PENDING_UPLOAD:
+                accepted = await self._accept(record)
+                if accepted is None:
+                    return Done("the object is not in storage (yet)")
+                record = accepted
+            return await self._scan_and_sanitize(record)
+        except _Rejected as rejection:
+            await self._reject(record, str(rejection))
+            return Done(f"rejected: {rejection}")
+
+    async def _orphan(self, file_key: str, attempt: int) -> Outcome:
+        if not keys.is_upload_key(file_key):
+            log.warning("event for a key outside the uploads prefix", extra={"key": file_key})
+            return Done("not an upload key")
+        if attempt < ORPHAN_RETRIES:
+            return Retry("no row for this key yet")
+        await self._store.delete(file_key)
+        log.warning("orphan object deleted: no upload row", extra={"key": file_key})
+        return Done("orphan deleted")
+
+    async def _accept(self, record: MediaRecord) -> MediaRecord | None:
+        """The bucket event came before confirmUpload: apply confirmUpload's checks here."""
+        stored = await self._store.head(record.file_key)
+        if stored is None:
+            return None
+        reason = validation.rejection_reason(
+            stored, record.content_type, self._settings.max_upload_bytes, record.upload_expires_at
+        )
+        if reason is not None:
+            log.warning("orphan upload rejected", extra={"key": record.file_key, "reason": reason})
+            raise _Rejected(reason)
+        moved = await repo.transition(record.id, MediaStatus.UPLOADED, file_size=stored.size)
+        return moved or await repo.find_by_key(record.file_key)
+
+    async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:
+        timings = _Timings()
+        with tempfile.TemporaryDirectory(prefix="mediagate-") as scratch_dir:
+            scratch = Path(scratch_dir)
+            original = scratch / "original"
+            record = await self._move(record, MediaStatus.SCANNING)
+            with timings.stage("download"):
+                checksum = await self._download(record, original)
+            with timings.stage("scan"):
+                verdict = await asyncio.to_thread(self._scanner.scan_file, original)
+            if isinstance(verdict, Infected):
+                raise _Rejected(f"virus detected: {verdict.signature}")
+            try:
+                check_file_magic(original, record.content_type)
+                record = await self._move(record, MediaStatus.PROCESSING)
+                with timings.stage("process"):
+                    output = await self._sanitize(record, original, scratch)
+            except UnacceptableMedia as error:
+                raise _Rejected(str(error)) from None
+            with timings.stage("upload"):
+                final_key, poster_key = await self._store_output(record, output)
+            with timings.stage("database"):
+                await self._complete(record, output, final_key, poster_key, checksum)
+            with timings.stage("delete_original"):
+                await self._store.delete(record.file_key)
+        log.info(
+            "media processed",
+            extra={"media_id": str(record.id), "key": record.file_key, "timings": dict(timings)},
+        )
+        return Done("completed", dict(timings))
+
+    async def _move(self, record: MediaRecord, target: MediaStatus) -> MediaRecord:
+        moved = await repo.transition(record.id, target)
+        if moved is None:
+            raise RuntimeError(f"{record.id} could not move from {record.status} to {target}")
+        return moved
+
+    async def _download(self, record: MediaRecord, destination: Path) -> str:
+        try:
+            download = await self._store.download(
+                record.file_key, destination, self._settings.max_upload_bytes
+            )
+        except ObjectTooLarge:
+            raise _Rejected(
+                f"the file is larger than {self._settings.max_upload_bytes} bytes"
+            ) from None
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                raise _Rejected("the uploaded file is no longer in storage") from None
+            raise
+        return download.sha256
+
+    async def _sanitize(self, record: MediaRecord, original: Path, scratch: Path) -> _Output:
+        processed = scratch / "processed"
+        if MEDIA_TYPES[record.content_type].kind is MediaKind.IMAGE:
+            image = await asyncio.to_thread(
+                sanitize_image, original, record.content_type, processed
+            )
+            return _Output(processed, "image/jpeg", image.width, image.height)
+        poster = scratch / "poster.jpg"
+        video = await asyncio.to_thread(
+            sanitize_video,
+            original,
+            record.content_type,
+            processed,
+            poster,
+            self._settings.video_time_limit,
+        )
+        return _Output(
+            processed, "video/mp4", video.width, video.height, poster, video.duration_seconds
+        )
+
+    async def _store_output(self, record: MediaRecord, output: _Output) -> tuple[str, str | None]:
+        metadata = {
+            "processed": "true",
+            "processed-at": self._clock().isoformat(),
+            "original-key": record.file_key,
+        }
+        final_key = keys.processed_key(record.file_key, keys.output_extension(record.content_type))
+        await self._store.upload(final_key, output.path, output.content_type, metadata)
+        if output.poster is None:
+            return final_key, None
+        poster_key = keys.poster_key(record.file_key)
+        await self._store.upload(poster_key, output.poster, "image/jpeg", metadata)
+        return final_key, poster_key
+
+    async def _complete(
+        self,
+        record: MediaRecord,
+        output: _Output,
+        final_key: str,
+        poster_key: str | None,
+        checksum: str,
+    ) -> None:
+        completed = await repo.transition(
+            record.id,
+            MediaStatus.COMPLETED,
+            processed_key=final_key,
+            processed_content_type=output.content_type,
+            poster_key=poster_key,
+            file_size=output.path.stat().st_size,
+            checksum_sha256=checksum,
+            width=output.width,
+            height=output.height,
+            duration_seconds=output.duration_seconds,
+            processed_at=self._clock(),
+        )
+        if completed is None:
+            raise RuntimeError(f"{record.id} could not be marked COMPLETED")
+
+    async def _reject(self, record: MediaRecord, reason: str) -> None:
+        rejected = await repo.transition(record.id, MediaStatus.REJECTED, rejection_reason=reason)
+        if rejected is not None:
+            log.info("media rejected", extra={"media_id": str(record.id), "reason": reason})
+        await self._store.delete(record.file_key)

@@ -1,0 +1,1 @@
+"""The processing worker: consumes bucket events and jobs from RabbitMQ, runs the pipeline."""

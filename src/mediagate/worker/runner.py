@@ -1,0 +1,48 @@
+"""`mediagate worker`: wire the pipeline to RabbitMQ and run until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aio_pika
+
+from mediagate.config import Settings
+from mediagate.db import engine as db_engine
+from mediagate.events import topology
+from mediagate.scanning.clamav import ClamdScanner
+from mediagate.services.pipeline import MediaPipeline
+from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.consumer import MediaConsumer
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings) -> int:
+    engine = db_engine.bind_engine(settings)
+    # One connection per job holds its advisory lock; the job's queries need others.
+    await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)
+    connection = await aio_pika.connect_robust(settings.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=settings.worker_prefetch)
+        declared = await topology.declare(channel, settings)
+        scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
+        pipeline = MediaPipeline(settings, ObjectStore(settings), scanner)
+        consumer = MediaConsumer(settings, pipeline, channel)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        consumer_tag = await declared.media_queue.consume(consumer.on_message)
+        log.info("worker ready", extra={"queue": settings.media_queue})
+        await stop.wait()
+        log.info("worker stopping")
+        await consumer.shutdown(declared.media_queue, consumer_tag, settings.shutdown_grace)
+    finally:
+        await connection.close()
+        await engine.close_connection_pool()
+    log.info("worker stopped")
+    return 0

@@ -1,0 +1,92 @@
+"""Test media made on the spot: images, videos, EICAR, archives, noise."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+
+
+def eicar() -> bytes:
+    """The EICAR test string, assembled here so the repository does not carry it whole."""
+    return b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR" + b"-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def zipped(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
+    color = (200, 30, 30, 128) if mode in ("RGBA", "LA") else (200, 30, 30)
+    image = Image.new(mode, size, color[: len(mode)] if mode != "P" else 1)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def make_video(
+    path: Path,
+    *,
+    size: str = "320x240",
+    seconds: float = 2,
+    video: list[str] | None = None,
+    audio: bool = True,
+    extra: list[str] | None = None,
+    source: str = "testsrc2",
+) -> Path:
+    """Encode a synthetic clip with ffmpeg (h264/aac MP4 unless told otherwise)."""
+    args = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"{source}=size={size}:rate=25",
+    ]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440"]
+    args += ["-t", str(seconds)]
+    args += video or ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "aac"]
+    args += [*(extra or []), str(path)]
+    subprocess.run(args, check=True, timeout=300)
+    return path
+
+
+def noise_video(path: Path, target_bytes: int) -> Path:
+    """An H.264 clip of random noise close to (and below) `target_bytes`."""
+    frame_bytes = 1280 * 720 * 3 // 2  # lossless noise costs about a raw frame
+    frames = max(1, int(target_bytes * 0.9) // frame_bytes)
+    return make_video(
+        path,
+        size="1280x720",
+        seconds=frames / 25,
+        source="nullsrc",
+        audio=False,
+        video=[
+            "-vf",
+            "geq=random(1)*255:128:128",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+        ],
+    )

@@ -1,0 +1,333 @@
+"""The processing pipeline against real PostgreSQL, clamd, ffmpeg and the S3 server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+from mediagate.config import Settings
+from mediagate.domain.status import MediaStatus
+from mediagate.services.pipeline import Done, MediaPipeline, Retry
+from mediagate.services.uploads import UploadService
+from mediagate.storage.object_store import ObjectStore
+from tests.conftest import Tenant, graphql
+from tests.support import media, services
+from tests.support.flow import MEDIA, confirm, drain_jobs, put_object
+from tests.worker.conftest import object_bytes, row, stage
+
+
+async def _assert_rejected(store: ObjectStore, key: str, fragment: str) -> None:
+    record = await row(key)
+    assert record.status is MediaStatus.REJECTED, record
+    assert record.rejection_reason is not None and fragment in record.rejection_reason
+    assert record.processed_key is None
+    assert await store.head(key) is None, "the original is deleted"
+    listed = store.client.list_objects(store.bucket, prefix="processed/", recursive=True)
+    assert not any(key.split("/")[-1].split(".")[0] in o.object_name for o in listed)
+
+
+async def test_a_photo_is_scanned_sanitized_and_completed(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.fixture("HMD_Nokia_8.3_5G.jpg"), "phone.jpg", "image/jpeg")
+    outcome = await pipeline.handle(key, attempt=0)
+    assert isinstance(outcome, Done) and outcome.note == "completed"
+    assert set(outcome.timings) >= {"download", "scan", "process", "upload", "database"}
+
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED
+    assert record.processed_key == "processed/" + key.removeprefix("sessions/")
+    assert (record.width, record.height) == (4608, 1976)
+    assert record.checksum_sha256 is not None and len(record.checksum_sha256) == 64
+    assert record.processed_at is not None
+    assert await store.head(key) is None, "the original is gone once the copy is durable"
+
+    data, headers = await object_bytes(store, record.processed_key)
+    assert record.file_size == len(data)
+    assert headers["Content-Type"] == "image/jpeg"
+    assert headers["x-amz-meta-processed"] == "true"
+    assert headers["x-amz-meta-original-key"] == key
+    assert b"Exif\x00\x00" not in data and b"GPS" not in data
+
+    body = await graphql(api, MEDIA, {"id": str(record.id)}, tenant.token)
+    url = body["data"]["media"]["url"]
+    async with httpx.AsyncClient() as client:
+        served = await client.get(url)
+    assert served.status_code == 200 and served.content == data
+
+
+async def test_exif_gps_and_xmp_are_gone_and_orientation_is_applied(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.fixture("landscape_6.jpg"), "l6.jpg", "image/jpeg")
+    xmp_key = await stage(api, tenant, media.fixture("BlueSquare.jpg"), "xmp.jpg", "image/jpeg")
+    for k in (key, xmp_key):
+        assert isinstance(await pipeline.handle(k, 0), Done)
+    rotated = await row(key)
+    # Stored as 450x600 with orientation 6; displayed (and now stored) as 600x450.
+    assert (rotated.width, rotated.height) == (600, 450)
+    for record in (rotated, await row(xmp_key)):
+        assert record.processed_key is not None
+        data, _ = await object_bytes(store, record.processed_key)
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "JPEG"
+            assert not image.getexif()
+            assert not {"exif", "xmp", "icc_profile", "comment", "photoshop"} & set(image.info)
+        assert b"http://ns.adobe.com/xap" not in data and b"Exif" not in data
+
+
+async def test_eicar_is_caught_and_deleted(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.eicar(), "virus.jpg", "image/jpeg")
+    assert await pipeline.handle(key, 0) == Done(
+        "rejected: virus detected: Eicar-Test-Signature.UNOFFICIAL"
+    )
+    await _assert_rejected(store, key, "virus detected: Eicar-Test-Signature")
+
+
+async def test_eicar_inside_a_zip_is_caught(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.zipped("readme.txt", media.eicar()), "a.jpg", "image/jpeg")
+    await pipeline.handle(key, 0)
+    await _assert_rejected(store, key, "virus detected")
+
+
+async def test_corrupt_image_is_rejected(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    truncated = media.fixture("landscape_1.jpg")[:2000] + b"\x00" * 100
+    key = await stage(api, tenant, truncated, "broken.jpg", "image/jpeg")
+    await pipeline.handle(key, 0)
+    await _assert_rejected(store, key, "corrupt")
+
+
+async def test_image_whose_bytes_are_another_type_is_rejected(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.image_bytes("PNG"), "fake.jpg", "image/jpeg")
+    await pipeline.handle(key, 0)
+    await _assert_rejected(store, key, "not image/jpeg")
+
+
+async def test_hls_playlist_named_mp4_is_rejected_without_reading_the_host(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    playlist = (
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    )
+    key = await stage(api, tenant, playlist, "clip.mp4", "video/mp4")
+    await pipeline.handle(key, 0)
+    await _assert_rejected(store, key, "not video/mp4")
+
+
+async def test_png_with_alpha_is_flattened_to_jpeg(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(
+        api, tenant, media.image_bytes("PNG", (40, 30), "RGBA"), "logo.png", "image/png"
+    )
+    await pipeline.handle(key, 0)
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED and record.processed_key is not None
+    assert record.processed_key.endswith(".jpg")
+    data, _ = await object_bytes(store, record.processed_key)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "RGB" and image.size == (40, 30)
+        red, green, _blue = image.getpixel((20, 15))  # type: ignore[misc]
+        assert red > 200 and green > 100, "half-transparent red over white is pink"
+
+
+async def test_h264_video_is_remuxed_with_poster_and_no_metadata(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    store: ObjectStore,
+    tmp_path: Path,
+) -> None:
+    clip = media.make_video(
+        tmp_path / "in.mp4",
+        extra=["-metadata", "location=+48.8584+002.2945/", "-metadata", "title=secret"],
+    )
+    key = await stage(api, tenant, clip.read_bytes(), "clip.mp4", "video/mp4")
+    await pipeline.handle(key, 0)
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED
+    assert (record.width, record.height) == (320, 240)
+    assert record.duration_seconds is not None and abs(record.duration_seconds - 2) < 0.2
+    assert record.processed_key is not None and record.processed_key.endswith(".mp4")
+    assert record.poster_key is not None
+    data, headers = await object_bytes(store, record.processed_key)
+    assert headers["Content-Type"] == "video/mp4"
+    assert b"secret" not in data and b"48.8584" not in data
+    assert data.index(b"moov") < data.index(b"mdat"), "faststart puts the index first"
+    poster, _ = await object_bytes(store, record.poster_key)
+    with Image.open(io.BytesIO(poster)) as image:
+        assert image.format == "JPEG" and image.size == (320, 240)
+
+
+async def test_webm_is_transcoded_to_h264_mp4(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    store: ObjectStore,
+    tmp_path: Path,
+) -> None:
+    clip = media.make_video(
+        tmp_path / "in.webm",
+        size="322x242",
+        video=["-c:v", "libvpx-vp9", "-b:v", "200k"],
+        audio=False,
+    )
+    key = await stage(api, tenant, clip.read_bytes(), "clip.webm", "video/webm")
+    await pipeline.handle(key, 0)
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED
+    assert record.processed_key is not None
+    data, _ = await object_bytes(store, record.processed_key)
+    probe = tmp_path / "out.mp4"
+    probe.write_bytes(data)
+    from mediagate.processing.video import probe as ffprobe
+
+    found = ffprobe(probe, "video/mp4")
+    assert found.video_codec == "h264" and (found.width, found.height) == (322, 242)
+
+
+async def test_fifty_megabyte_video_is_scanned_whole_and_processed(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    tmp_path: Path,
+) -> None:
+    clip = media.noise_video(tmp_path / "big.mp4", settings.max_upload_bytes - 1_000_000)
+    size = clip.stat().st_size
+    assert 40_000_000 < size <= settings.max_upload_bytes, size
+    key = await stage(api, tenant, clip.read_bytes(), "big.mp4", "video/mp4")
+    await pipeline.handle(key, 0)
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED, record.rejection_reason
+
+
+async def test_fifty_megabytes_of_random_bytes_as_video_are_scanned_to_the_end(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    store: ObjectStore,
+) -> None:
+    noise = bytearray(uuid.uuid4().bytes * (settings.max_upload_bytes // 16))
+    clean_key = await stage(api, tenant, bytes(noise), "noise.mp4", "video/mp4")
+    # The same noise with EICAR at 40 MB: found only if clamd reads past its 25 MB default.
+    noise[40_000_000 : 40_000_000 + 68] = media.eicar()
+    infected_key = await stage(api, tenant, bytes(noise), "noise2.mp4", "video/mp4")
+    await pipeline.handle(clean_key, 0)
+    await pipeline.handle(infected_key, 0)
+    await _assert_rejected(store, clean_key, "not video/mp4")
+    await _assert_rejected(store, infected_key, "virus detected")
+
+
+async def test_scanner_down_fails_closed_then_recovers(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    store: ObjectStore,
+    clamd: services.Clamd,
+) -> None:
+    image = media.fixture("landscape_1.jpg")
+    key = await stage(api, tenant, image, "a.jpg", "image/jpeg")
+    clamd.stop()
+    try:
+        first = await pipeline.handle(key, 0)
+        assert isinstance(first, Retry) and "clamd" in first.reason
+        assert (await row(key)).status is MediaStatus.SCANNING
+        last = await pipeline.handle(key, len(settings.retry_delays_ms))
+        assert isinstance(last, Done)
+    finally:
+        clamd.start()
+    record = await row(key)
+    assert record.status is MediaStatus.SCAN_FAILED
+    assert record.rejection_reason is not None and "scan unavailable" in record.rejection_reason
+    assert await store.head(key) is not None, "kept for a rescan"
+    assert await pipeline.handle(key, 0) == Done("already SCAN_FAILED")
+
+    after = await stage(api, tenant, image, "b.jpg", "image/jpeg")
+    await pipeline.handle(after, 0)
+    assert (await row(after)).status is MediaStatus.COMPLETED
+
+
+async def test_event_before_confirm_processes_and_confirm_then_only_records_alt(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+) -> None:
+    key = await stage(
+        api, tenant, media.fixture("landscape_2.jpg"), "a.jpg", "image/jpeg", confirmed=False
+    )
+    await drain_jobs(settings)
+    await pipeline.handle(key, 0)
+    assert (await row(key)).status is MediaStatus.COMPLETED
+    body = await confirm(api, tenant, key, alt="left door")
+    result = body["data"]["confirmUpload"]
+    assert result["status"] == "COMPLETED" and result["alt"] == "left door"
+    assert await drain_jobs(settings) == [], "nothing left to queue"
+    again = await confirm(api, tenant, key, alt="changed")
+    assert again["data"]["confirmUpload"]["alt"] == "left door"
+
+
+async def test_duplicates_and_concurrent_handling_produce_one_result(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+) -> None:
+    key = await stage(api, tenant, media.fixture("landscape_3.jpg"), "a.jpg", "image/jpeg")
+    outcomes = await asyncio.gather(*(pipeline.handle(key, 0) for _ in range(4)))
+    notes = sorted(o.note for o in outcomes if isinstance(o, Done))
+    assert len(notes) == 4
+    assert notes.count("completed") == 1, notes
+    assert await pipeline.handle(key, 0) == Done("already COMPLETED")
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED
+    listed = list(store.client.list_objects(store.bucket, prefix="processed/", recursive=True))
+    assert sum(record.processed_key == o.object_name for o in listed) == 1
+
+
+async def test_orphan_object_is_retried_then_deleted(
+    pipeline: MediaPipeline, store: ObjectStore, tmp_path: Path
+) -> None:
+    key = f"sessions/{uuid.uuid4()}/general/{uuid.uuid4()}.jpg"
+    source = tmp_path / "orphan.jpg"
+    source.write_bytes(media.image_bytes("JPEG"))
+    await store.upload(key, source, "image/jpeg", {})
+    assert isinstance(await pipeline.handle(key, 0), Retry), "the row may not be visible yet"
+    assert await pipeline.handle(key, 2) == Done("orphan deleted")
+    assert await store.head(key) is None
+    assert await pipeline.handle("processed/x.jpg", 5) == Done("not an upload key")
+
+
+async def test_event_for_an_upload_written_after_expiry_deletes_it(
+    settings: Settings,
+    store: ObjectStore,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    database: None,
+) -> None:
+    class NoJobs:
+        async def publish(self, job: object) -> None:
+            raise AssertionError("not confirmed")
+
+    issued = datetime.now(UTC) - timedelta(hours=1)
+    uploads = UploadService(settings, store, NoJobs(), clock=lambda: issued)
+    ticket = await uploads.request_upload(
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+    )
+    await put_object(ticket.upload_url, media.image_bytes("JPEG"), "image/jpeg")
+    await pipeline.handle(ticket.file_key, 0)
+    await _assert_rejected(store, ticket.file_key, "expired")

@@ -1,0 +1,195 @@
+"""`mediagate worker` as a process on real RabbitMQ: events, jobs, crashes, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mediagate.config import Settings
+from mediagate.domain.status import MediaStatus
+from mediagate.storage.object_store import ObjectStore
+from tests.conftest import Tenant
+from tests.support import media, services
+from tests.support.flow import confirm, drain_jobs, upload
+from tests.support.worker_process import (
+    WorkerProcess,
+    dead_letters,
+    minio_event,
+    publish_as_minio,
+    wait_for_status,
+)
+from tests.worker.conftest import stage
+
+PHOTO = media.fixture("landscape_4.jpg")
+
+
+@pytest.fixture
+async def worker(
+    env: dict[str, str],
+    settings: Settings,
+    clamd: services.Clamd,
+    store: ObjectStore,
+    api: httpx.AsyncClient,
+) -> AsyncIterator[WorkerProcess]:
+    await drain_jobs(settings)  # earlier tests' jobs are not this worker's business
+    process = WorkerProcess(env)
+    await process.start(settings)
+    yield process
+    process.stop()
+
+
+def _processed_copies(store: ObjectStore, key: str) -> int:
+    stem = key.removeprefix("sessions/").rsplit(".", 1)[0]
+    listed = store.client.list_objects(store.bucket, prefix=f"processed/{stem}", recursive=True)
+    return sum(1 for _ in listed)
+
+
+async def test_a_minio_bucket_event_triggers_processing(
+    worker: WorkerProcess,
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+) -> None:
+    key = await stage(api, tenant, PHOTO, "my photo.jpg", "image/jpeg", confirmed=False)
+    await publish_as_minio(settings, minio_event(settings.s3_bucket, key, len(PHOTO)))
+    record = await wait_for_status(key, MediaStatus.COMPLETED, MediaStatus.REJECTED)
+    assert record.status is MediaStatus.COMPLETED, record.rejection_reason
+    assert _processed_copies(store, key) == 1
+
+
+async def test_event_twice_plus_confirm_end_in_one_result(
+    worker: WorkerProcess,
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+) -> None:
+    key = await stage(api, tenant, PHOTO, "a.jpg", "image/jpeg", confirmed=False)
+    event = minio_event(settings.s3_bucket, key, len(PHOTO))
+    await publish_as_minio(settings, event)
+    await publish_as_minio(settings, event)
+    body = await confirm(api, tenant, key, alt="twice")
+    assert "errors" not in body, body
+    await wait_for_status(key, MediaStatus.COMPLETED)
+    # Let every copy of the message be settled before counting results.
+    await _queue_idle(settings)
+    record = await wait_for_status(key, MediaStatus.COMPLETED)
+    assert record.alt_text == "twice"
+    assert _processed_copies(store, key) == 1
+
+
+async def _queue_idle(settings: Settings) -> None:
+    import aio_pika
+
+    from tests.support.worker_process import wait_until
+
+    async def idle() -> bool:
+        connection = await aio_pika.connect(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(settings.media_queue, passive=True)
+            return queue.declaration_result.message_count == 0
+
+    await wait_until(idle, "the media queue never emptied")
+
+
+async def test_redelivery_after_the_worker_is_killed_mid_job(
+    env: dict[str, str],
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    clamd: services.Clamd,
+    tmp_path: Path,
+) -> None:
+    await drain_jobs(settings)
+    clip = media.make_video(
+        tmp_path / "slow.webm",
+        size="1280x720",
+        seconds=8,
+        audio=False,
+        video=["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "2M"],
+    )
+    key = await stage(api, tenant, clip.read_bytes(), "slow.webm", "video/webm")
+    first = WorkerProcess(env)
+    await first.start(settings)
+    try:
+        await wait_for_status(key, MediaStatus.PROCESSING)
+        first.kill()  # SIGKILL: no cleanup, no ack; the broker redelivers
+    finally:
+        first.stop()
+    second = WorkerProcess(env)
+    await second.start(settings)
+    try:
+        record = await wait_for_status(
+            key, MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED
+        )
+    finally:
+        second.stop()
+    assert record.status is MediaStatus.COMPLETED, record.rejection_reason
+    assert _processed_copies(store, key) == 2  # the video and its poster, once each
+    assert await store.head(key) is None
+
+
+async def test_malformed_messages_end_in_the_dead_letter_queue(
+    worker: WorkerProcess, settings: Settings
+) -> None:
+    await dead_letters(settings)
+    await publish_as_minio(settings, b"{not json")
+    await publish_as_minio(settings, json.dumps({"hello": "world"}).encode())
+
+    async def two_dead() -> bool:
+        return len(found) >= 2 or bool(found.extend(await dead_letters(settings)))
+
+    found: list = []  # type: ignore[type-arg]
+    from tests.support.worker_process import wait_until
+
+    await wait_until(two_dead, "malformed messages were not dead-lettered")
+    reasons = sorted(m.headers["x-mediagate-reason"] for m in found)  # type: ignore[index]
+    assert reasons[0].startswith("neither a processing job") and reasons[1].startswith("not JSON")
+
+
+async def test_twenty_concurrent_uploads_all_complete(
+    worker: WorkerProcess, api: httpx.AsyncClient, settings: Settings, tenant: Tenant
+) -> None:
+    photos = [media.fixture(f"landscape_{n % 8 + 1}.jpg") for n in range(20)]
+    results = await asyncio.gather(*(upload(api, tenant, photo) for photo in photos))
+    for result in results:
+        record = await wait_for_status(
+            result["fileKey"], MediaStatus.COMPLETED, MediaStatus.REJECTED
+        )
+        assert record.status is MediaStatus.COMPLETED, record.rejection_reason
+
+
+async def test_sigterm_lets_the_job_in_flight_finish(
+    env: dict[str, str],
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    clamd: services.Clamd,
+    tmp_path: Path,
+) -> None:
+    await drain_jobs(settings)
+    clip = media.make_video(
+        tmp_path / "t.webm",
+        size="640x360",
+        seconds=6,
+        audio=False,
+        video=["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"],
+    )
+    key = await stage(api, tenant, clip.read_bytes(), "t.webm", "video/webm")
+    process = WorkerProcess(env)
+    await process.start(settings)
+    try:
+        await wait_for_status(key, MediaStatus.SCANNING, MediaStatus.PROCESSING)
+        assert process.terminate() == 0
+    finally:
+        process.stop()
+    record = await wait_for_status(key, MediaStatus.COMPLETED, timeout=5)
+    assert record.status is MediaStatus.COMPLETED
