@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,7 +80,7 @@ async def readyz(state: State) -> Response[dict[str, str]]:
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db_engine.bind_engine(settings)
+        engine = db_engine.bind_engine(settings, durable_commits=False)
         await db_engine.start_pool(engine, settings.db_pool_size)
         publisher = await JobPublisher.connect(settings)
         verifier = TokenVerifier(settings)
@@ -92,6 +93,11 @@ def create_app(settings: Settings) -> Litestar:
             max_aliases=settings.graphql_max_aliases,
         )
         app.state.services = Services(executor, uploads, verifier, publisher)
+        # Long-lived start-up objects leave the collector's view, and young garbage is
+        # collected less often: fewer, shorter pauses under load (tail latency).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
         try:
             yield
         finally:

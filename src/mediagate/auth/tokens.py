@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from mediagate.errors import Unauthenticated
 
 HS256 = "HS256"
 RS256 = "RS256"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,13 @@ class TokenVerifier:
     """HS256 tokens signed with JWT_SECRET and/or RS256 tokens from an OIDC provider's JWKS."""
 
     def __init__(self, settings: Settings) -> None:
-        self._secret = settings.jwt_secret
+        # A prepared key: PyJWT otherwise re-checks a raw secret's format on every call.
+        self._secret = (
+            jwt.PyJWK({"kty": "oct", "k": _b64url(settings.jwt_secret)}, algorithm=HS256)
+            if settings.jwt_secret
+            else None
+        )
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
@@ -35,6 +44,21 @@ class TokenVerifier:
         self._org_claim = settings.jwt_org_claim
 
     async def verify(self, token: str) -> Principal:
+        """The token's principal; a token seen before is not decoded again until it expires."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires_at = await self._decode(token)
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             algorithm = str(jwt.get_unverified_header(token).get("alg"))
             key = await self._key_for(algorithm, token)
@@ -48,10 +72,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"invalid token: {error}") from None
-        return Principal(
+        principal = Principal(
             user_id=_uuid_claim(claims, self._user_claim),
             organization_id=_uuid_claim(claims, self._org_claim),
         )
+        return principal, float(claims["exp"])
 
     async def _key_for(self, algorithm: str, token: str) -> Any:
         if algorithm == HS256 and self._secret is not None:
@@ -61,6 +86,10 @@ class TokenVerifier:
             signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
             return signing_key.key
         raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
+
+
+def _b64url(secret: str) -> str:
+    return base64.urlsafe_b64encode(secret.encode()).rstrip(b"=").decode()
 
 
 def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import asyncpg
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.postgres import PostgresEngine
@@ -15,9 +16,20 @@ from mediagate.db.piccolo_app import APP_NAME
 from mediagate.db.tables import TABLES
 
 
-def bind_engine(settings: Settings) -> PostgresEngine:
-    """Create the engine from the settings and make every table (and Piccolo) use it."""
-    engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
+def bind_engine(settings: Settings, *, durable_commits: bool = True) -> PostgresEngine:
+    """Create the engine from the settings and make every table (and Piccolo) use it.
+
+    `durable_commits=False` turns off synchronous_commit for this engine's sessions:
+    a commit returns before its WAL is flushed, so a database crash can lose the last
+    few hundred milliseconds of commits, never corrupt anything. The API uses it: every
+    state it writes is re-checked later (a lost pending row makes an orphan upload that
+    the worker deletes; a lost UPLOADED is redone by the worker from the object). The
+    worker keeps durable commits: an original is deleted only after COMPLETED is on disk.
+    """
+    config: dict[str, object] = {"dsn": settings.database_url}
+    if not durable_commits:
+        config["server_settings"] = {"synchronous_commit": "off"}
+    engine = PostgresEngine(config=config, log_queries=False)
     os.environ["PICCOLO_CONF"] = piccolo_conf.__name__
     piccolo_conf.DB = engine
     tables: tuple[type[Table], ...] = (*TABLES, Migration)
@@ -26,8 +38,15 @@ def bind_engine(settings: Settings) -> PostgresEngine:
     return engine
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """asyncpg still rolls back an open transaction on release; this skips its extra
+    reset query (RESET ALL, UNLISTEN, unlock all), a round trip per query that our
+    sessions do not need: they change no settings, listen to nothing, and release
+    their advisory locks themselves."""
+
+
 async def start_pool(engine: PostgresEngine, size: int) -> None:
-    await engine.start_connection_pool(min_size=1, max_size=size)
+    await engine.start_connection_pool(min_size=1, max_size=size, reset=_keep_session)
 
 
 async def migrate() -> bool:

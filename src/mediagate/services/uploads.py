@@ -65,14 +65,13 @@ class UploadService:
         media_type = validation.parse_content_type(content_type)
         extension = validation.validate_filename(filename, media_type)
         stage_name = validation.normalise_stage(stage)
-        await self._authorize_session(principal, session_id)
         await self._ensure_user(principal)
 
         ttl = self._settings.upload_url_ttl
         now = self._clock()
         file_key = keys.upload_key(session_id, stage_name, extension)
-        upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
-        await repo.insert_pending(
+        inserted = await repo.insert_pending(
+            organization_id=principal.organization_id,
             session_id=session_id,
             file_key=file_key,
             original_filename=filename,
@@ -81,6 +80,10 @@ class UploadService:
             uploaded_by=principal.user_id,
             upload_expires_at=now + timedelta(seconds=ttl),
         )
+        if inserted is None:
+            await self._authorize_session(principal, session_id)  # raises the precise error
+            raise NotFound("session not found")
+        upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
         return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
 
     async def confirm_upload(

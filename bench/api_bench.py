@@ -1,0 +1,231 @@
+"""getUploadUrl on the real stack: PostgreSQL, RabbitMQ, the S3 test server, `mediagate serve`.
+
+Prints requests/s, p50 and p99 latency at concurrency 1, 16 and 64 (load from wrk on
+the same machine), the API processes' peak RSS, and the cost of the presign call and
+of the INSERT alone. Run: `just bench-api` (or `.venv/bin/python bench/api_bench.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import make_env  # noqa: E402
+from tests.support import services  # noqa: E402
+
+from mediagate.auth.tokens import Principal, issue_token  # noqa: E402
+from mediagate.config import Settings, load_settings  # noqa: E402
+from mediagate.db import engine as db_engine  # noqa: E402
+from mediagate.db import media_repository as repo  # noqa: E402
+from mediagate.domain import keys  # noqa: E402
+from mediagate.storage.object_store import ObjectStore  # noqa: E402
+from mediagate.storage.setup import setup_storage  # noqa: E402
+
+QUERY = (
+    'mutation($s: UUID!) { getUploadUrl(sessionId: $s, filename: "car.jpg", '
+    'contentType: "image/jpeg", stage: "inspection") { uploadUrl fileKey expiresIn } }'
+)
+
+
+def wrk_script(directory: Path, session_id: uuid.UUID, token: str) -> Path:
+    body = json.dumps({"query": QUERY, "variables": {"s": str(session_id)}})
+    script = directory / "get_upload_url.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return script
+
+
+def _to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "requests": float(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _to_ms(latency["50"]),
+        "p99_ms": _to_ms(latency["99"]),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def peak_rss_mib(root_pid: int) -> float:
+    """Sum of VmHWM (peak resident set) over the server process and its children."""
+    pids = [root_pid]
+    children = Path(f"/proc/{root_pid}/task/{root_pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total_kib = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        total_kib += int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    return total_kib / 1024
+
+
+def presign_cost_us(settings: Settings, calls: int = 20000) -> float:
+    store = ObjectStore(settings)
+    session = uuid.uuid4()
+    now, ttl = datetime.now(UTC), timedelta(seconds=300)
+    started = time.perf_counter()
+    for _ in range(calls):
+        store.presign_put(keys.upload_key(session, "general", ".jpg"), ttl, now)
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+async def insert_cost_us(
+    settings: Settings, organization: uuid.UUID, session_id: uuid.UUID, user: uuid.UUID
+) -> tuple[float, float]:
+    """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers."""
+    engine = db_engine.bind_engine(settings, durable_commits=False)  # as the API runs
+    await db_engine.start_pool(engine, settings.db_pool_size)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+
+    async def insert() -> None:
+        await repo.insert_pending(
+            organization_id=organization,
+            session_id=session_id,
+            file_key=keys.upload_key(session_id, "general", ".jpg"),
+            original_filename="car.jpg",
+            content_type="image/jpeg",
+            stage="general",
+            uploaded_by=user,
+            upload_expires_at=expires,
+        )
+
+    try:
+        started = time.perf_counter()
+        for _ in range(2000):
+            await insert()
+        sequential = (time.perf_counter() - started) / 2000 * 1e6
+        started = time.perf_counter()
+
+        async def caller() -> None:
+            for _ in range(100):
+                await insert()
+
+        await asyncio.gather(*(caller() for _ in range(64)))
+        per_second = 6400 / (time.perf_counter() - started)
+    finally:
+        await engine.close_connection_pool()
+    return sequential, per_second
+
+
+async def count_rows(settings: Settings, session_id: uuid.UUID) -> int:
+    engine = db_engine.bind_engine(settings)
+    await db_engine.start_pool(engine, 2)
+    try:
+        return len(await repo.list_session_media(session_id, None))
+    finally:
+        await engine.close_connection_pool()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2, help="API processes")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    database_url = asyncio.run(services.create_database())
+    try:
+        with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch:
+            env = make_env(database_url, s3, DB_POOL_SIZE="20", LOG_LEVEL="WARNING")
+            settings = load_settings(env)
+            process_env = {"PATH": os.environ["PATH"], **env}
+            cli = [sys.executable, "-m", "mediagate.cli"]
+            subprocess.run([*cli, "migrate"], env=process_env, check=True, capture_output=True)
+            setup_storage(settings, minio_notifications=False, require_tls=False)
+            organization, user = uuid.uuid4(), uuid.uuid4()
+            session_id = uuid.UUID(
+                subprocess.run(
+                    [*cli, "session", "create", "--org", str(organization)],
+                    env=process_env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+            )
+            token = issue_token(settings, Principal(user, organization), 3600)
+            subprocess.run(
+                [*cli, "token", "--user", str(user), "--org", str(organization)],
+                env=process_env,
+                check=True,
+                capture_output=True,
+            )
+            port = services.free_port()
+            server = subprocess.Popen(
+                [*cli, "serve", "--port", str(port), "--workers", str(args.workers)],
+                env=process_env,
+            )
+            url = f"http://127.0.0.1:{port}/graphql"
+            try:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise SystemExit("the API did not start")
+                    time.sleep(0.2)
+                script = wrk_script(Path(scratch), session_id, token)
+                run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
+                results = {c: run_wrk(url, script, c, args.seconds) for c in args.concurrency}
+                rss = peak_rss_mib(server.pid)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+            rows = asyncio.run(count_rows(settings, session_id))
+            presign = presign_cost_us(settings)
+            insert_seq, insert_rate = asyncio.run(
+                insert_cost_us(settings, organization, session_id, user)
+            )
+    finally:
+        asyncio.run(services.drop_database(database_url))
+
+    total = sum(r["requests"] for r in results.values())
+    print(f"\ngetUploadUrl, {args.workers} API process(es), wrk -t1, {args.seconds} s per level")
+    print(f"{'concurrency':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for concurrency, r in results.items():
+        row = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
+        print(f"{concurrency:>11} {row}")
+    print(f"rows inserted: {rows} for about {total:.0f} measured requests (plus warm-up)")
+    print(f"API peak RSS (all processes): {rss:.0f} MiB")
+    print(f"presign alone: {presign:.1f} us per URL")
+    print(f"INSERT alone: {insert_seq:.0f} us sequential; {insert_rate:.0f}/s with 64 callers")
+
+
+if __name__ == "__main__":
+    main()
