@@ -11,6 +11,7 @@ import aio_pika
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
 from mediagate.events import topology
+from mediagate.processing.images import reuse_image_memory
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 async def run_worker(settings: Settings) -> int:
+    reuse_image_memory()
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
     await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)

@@ -1,0 +1,375 @@
+"""The processing worker on the real stack: time per stage, throughput, memory, baselines.
+
+Inputs (made on the spot): 12 MP and 24 MP photographic JPEGs with EXIF orientation 6,
+a PNG with alpha, 30 s 1080p videos (H.264/AAC, which is remuxed, and MPEG-4 Part 2,
+which is transcoded) and a 5 s 1080p clip to show memory does not grow with length.
+
+Each file goes through the whole pipeline in a fresh worker process (download, scan,
+decode+encode, upload, database), which reports its own peak RSS and ffmpeg's. In the
+same run: libvips (CLI and pyvips in-process) on the same JPEGs, clamdscan --stream
+(raw INSTREAM in C) on the same bytes, and the raw ffmpeg command. Last, files per
+minute through `mediagate worker` with 1 and 2 worker processes.
+Run: `just bench-worker` (or `.venv/bin/python bench/worker_bench.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
+from tests.conftest import make_env  # noqa: E402
+from tests.support import media, services  # noqa: E402
+from tests.support.worker_process import wait_until  # noqa: E402
+
+from mediagate.config import Settings, load_settings  # noqa: E402
+from mediagate.db import engine as db_engine  # noqa: E402
+from mediagate.db import media_repository as repo  # noqa: E402
+from mediagate.domain import keys  # noqa: E402
+from mediagate.domain.status import MediaStatus  # noqa: E402
+from mediagate.events.messages import ProcessJob  # noqa: E402
+from mediagate.events.publisher import JobPublisher  # noqa: E402
+from mediagate.processing.images import reuse_image_memory, sanitize_image  # noqa: E402
+from mediagate.processing.video import _convert_command, probe  # noqa: E402
+from mediagate.scanning.clamav import ClamdScanner  # noqa: E402
+from mediagate.storage.object_store import ObjectStore  # noqa: E402
+from mediagate.storage.setup import setup_storage  # noqa: E402
+
+
+async def consumers(settings: Settings, expected: int) -> bool:
+    import aio_pika
+
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(settings.media_queue, passive=True)
+        return queue.declaration_result.consumer_count >= expected
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def photo(path: Path, size: tuple[int, int]) -> Path:
+    """A real phone photo scaled to `size`, stored rotated with EXIF orientation 6."""
+    with Image.open(media.FIXTURES / "HMD_Nokia_8.3_5G.jpg") as source:
+        scaled = source.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    stored = scaled.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, "JPEG", quality=92, exif=exif.tobytes())
+    return path
+
+
+def png_with_alpha(path: Path) -> Path:
+    with Image.open(media.FIXTURES / "HMD_Nokia_8.3_5G.jpg") as source:
+        rgba = source.convert("RGB").resize((2048, 2048)).convert("RGBA")
+    alpha = Image.linear_gradient("L").resize(rgba.size)
+    rgba.putalpha(alpha)
+    rgba.save(path, "PNG")
+    return path
+
+
+def inputs(directory: Path) -> dict[str, tuple[Path, str]]:
+    h264 = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
+    mpeg4 = ["-c:v", "mpeg4", "-q:v", "8"]
+    return {
+        "jpeg 12 MP": (photo(directory / "12mp.jpg", (4000, 3000)), "image/jpeg"),
+        "jpeg 24 MP": (photo(directory / "24mp.jpg", (6000, 4000)), "image/jpeg"),
+        "png alpha 4 MP": (png_with_alpha(directory / "alpha.png"), "image/png"),
+        "video 5 s 1080p h264 (remux)": (
+            media.make_video(directory / "5s.mp4", size="1920x1080", seconds=5, video=h264),
+            "video/mp4",
+        ),
+        "video 30 s 1080p h264 (remux)": (
+            media.make_video(directory / "30s.mp4", size="1920x1080", seconds=30, video=h264),
+            "video/mp4",
+        ),
+        "video 30 s 1080p mpeg4 (transcode)": (
+            media.make_video(directory / "30s.mov", size="1920x1080", seconds=30, video=mpeg4),
+            "video/quicktime",
+        ),
+    }
+
+
+# ---------------------------------------------------------------- staging
+
+
+async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
+    """Rows in UPLOADED with their objects in the store, as after confirmUpload."""
+    engine = db_engine.bind_engine(settings)
+    await db_engine.start_pool(engine, 4)
+    store = ObjectStore(settings)
+    organization, user = uuid.uuid4(), uuid.uuid4()
+    session = await repo.create_session(organization)
+    await repo.ensure_user(user, organization)
+    staged = []
+    try:
+        for path, content_type in files:
+            key = keys.upload_key(session, "inspection", path.suffix)
+            media_id = await repo.insert_pending(
+                organization_id=organization,
+                session_id=session,
+                file_key=key,
+                original_filename=path.name,
+                content_type=content_type,
+                stage="inspection",
+                uploaded_by=user,
+                upload_expires_at=datetime.now(UTC) + timedelta(minutes=30),
+            )
+            assert media_id is not None
+            await store.upload(key, path, content_type, {})
+            await repo.transition(media_id, MediaStatus.UPLOADED, file_size=path.stat().st_size)
+            staged.append(key)
+    finally:
+        await engine.close_connection_pool()
+    return staged
+
+
+# ---------------------------------------------------------------- one file, own process
+
+
+def run_child(env: dict[str, str], warm_up_key: str, key: str) -> dict[str, Any]:
+    output = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("one_file.py")), warm_up_key, key],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def best_of(runs: int, action: Any) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def image_baselines(source: Path, scratch: Path) -> dict[str, float]:
+    import pyvips
+
+    out = scratch / "out.jpg"
+
+    def vips_cli() -> None:
+        subprocess.run(["vips", "copy", f"{source}[autorotate]", f"{out}[Q=85,strip]"], check=True)
+
+    def vips_in_process() -> None:
+        image = pyvips.Image.new_from_file(str(source), access="sequential", autorotate=True)
+        image.write_to_file(str(out), Q=85, strip=True)
+
+    def pillow() -> None:
+        sanitize_image(source, "image/jpeg", out)
+
+    reuse_image_memory()  # as the worker does
+    return {
+        "vips CLI": best_of(3, vips_cli),
+        "pyvips": best_of(3, vips_in_process),
+        "mediagate (Pillow)": best_of(3, pillow),
+    }
+
+
+def scan_baselines(source: Path, settings: Settings, scratch: Path) -> dict[str, float]:
+    import clamd
+
+    config = scratch / "clamdscan.conf"
+    config.write_text(f"TCPSocket {settings.clamav_port}\nTCPAddr 127.0.0.1\n")
+    scanner = ClamdScanner("127.0.0.1", settings.clamav_port, 120)
+
+    def stock_clamd_package() -> None:
+        with source.open("rb") as stream:
+            clamd.ClamdNetworkSocket("127.0.0.1", settings.clamav_port, 120).instream(stream)
+
+    return {
+        "clamdscan --stream (C)": best_of(
+            3,
+            lambda: subprocess.run(
+                ["clamdscan", "--no-summary", "--stream", f"--config-file={config}", str(source)],
+                check=True,
+                capture_output=True,
+            ),
+        ),
+        "mediagate scanner": best_of(3, lambda: scanner.scan_file(source)),
+        "clamd package as shipped (1 KiB sends)": best_of(3, stock_clamd_package),
+    }
+
+
+def ffmpeg_baseline(source: Path, content_type: str, scratch: Path) -> dict[str, float]:
+    """The transcode command alone versus our whole video step (probes and poster too)."""
+    from mediagate.processing.video import sanitize_video
+
+    found = probe(source, content_type)
+    raw_command = _convert_command(source, content_type, scratch / "raw.mp4", found, remux=False)
+    raw = best_of(1, lambda: subprocess.run(raw_command, check=True, capture_output=True))
+    ours = best_of(
+        1,
+        lambda: sanitize_video(source, content_type, scratch / "ours.mp4", scratch / "p.jpg", 600),
+    )
+    return {"raw ffmpeg command": raw, "mediagate video step": ours}
+
+
+# ---------------------------------------------------------------- throughput
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mediagate.cli", "worker"],
+        env={**os.environ, **env},
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def throughput(
+    env: dict[str, str], settings: Settings, files: list[tuple[Path, str]], workers: int
+) -> float:
+    keys_ = await stage(settings, files)
+    processes = [start_worker(env) for _ in range(workers)]
+    engine = db_engine.bind_engine(settings)
+    await db_engine.start_pool(engine, 4)
+    publisher = await JobPublisher.connect(settings)
+    try:
+        await wait_until(lambda: consumers(settings, workers), "workers did not start", 60)
+        started = time.perf_counter()
+        for key in keys_:
+            record = await repo.find_by_key(key)
+            assert record is not None
+            await publisher.publish(ProcessJob(record.id, key, record.session_id))
+        while True:
+            records = [await repo.find_by_key(key) for key in keys_]
+            if all(r is not None and r.status is MediaStatus.COMPLETED for r in records):
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+    finally:
+        await publisher.close()
+        await engine.close_connection_pool()
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=60)
+    return len(keys_) / elapsed * 60
+
+
+# ---------------------------------------------------------------- report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=12, help="12 MP JPEGs per throughput run")
+    args = parser.parse_args()
+    for tool in ("vips", "clamdscan", "clamd", "ffmpeg"):
+        if shutil.which(tool) is None:
+            raise SystemExit(
+                f"{tool} is needed (apt-get install libvips-tools clamdscan clamav-daemon ffmpeg)"
+            )
+
+    database_url = asyncio.run(services.create_database())
+    with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        env = make_env(database_url, s3, VIDEO_TIME_LIMIT="900", WORKER_PREFETCH="2")
+        settings = load_settings(env)
+        clamd_daemon = services.Clamd(scratch, settings.clamav_port)
+        clamd_daemon.start()
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "mediagate.cli", "migrate"],
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
+            setup_storage(settings, minio_notifications=False, require_tls=False)
+            print("making inputs ...", flush=True)
+            files = inputs(scratch)
+            staged = asyncio.run(stage(settings, list(files.values())))
+            warm_up = scratch / "warm-up.jpg"
+            warm_up.write_bytes(media.image_bytes("JPEG", (640, 480)))
+            warm_ups = asyncio.run(stage(settings, [(warm_up, "image/jpeg")] * len(staged)))
+            print("\nper file, whole pipeline in a fresh worker process (seconds)")
+            header = f"{'file':<36}{'MB':>6}{'download':>9}{'scan':>7}{'process':>8}{'upload':>7}"
+            print(
+                header
+                + f"{'db':>6}{'delete':>7}{'total':>7}{'other%':>7}{'RSS MiB':>8}{'ffmpeg':>7}"
+            )
+            for (name, (path, _type)), key, warm_key in zip(
+                files.items(), staged, warm_ups, strict=True
+            ):
+                result = run_child(env, warm_key, key)
+                t = result["timings"]
+                core = t["scan"] + t["process"]
+                other = 100 * (result["wall"] - core) / result["wall"]
+                stages = "".join(
+                    f"{t[stage]:>{width}.3f}"
+                    for stage, width in (
+                        ("download", 9),
+                        ("scan", 7),
+                        ("process", 8),
+                        ("upload", 7),
+                        ("database", 6),
+                        ("delete_original", 7),
+                    )
+                )
+                print(
+                    f"{name:<36}{path.stat().st_size / 1e6:>6.1f}{stages}"
+                    f"{result['wall']:>7.2f}{other:>7.1f}"
+                    f"{result['rss_mib']:>8.0f}{result['ffmpeg_rss_mib']:>7.0f}"
+                )
+
+            for name in ("jpeg 12 MP", "jpeg 24 MP"):
+                base = image_baselines(files[name][0], scratch)
+                ratio = base["mediagate (Pillow)"] / base["pyvips"]
+                print(
+                    f"\nimage stage, {name}: "
+                    + ", ".join(f"{k} {v:.3f} s" for k, v in base.items())
+                )
+                print(f"  mediagate / pyvips = {ratio:.2f}x")
+
+            scan_input = files["video 30 s 1080p h264 (remux)"][0]
+            size_mb = scan_input.stat().st_size / 1e6
+            scans = scan_baselines(scan_input, settings, scratch)
+            print(
+                f"\nscan of {size_mb:.1f} MB: "
+                + ", ".join(f"{k} {size_mb / v:.0f} MB/s" for k, v in scans.items())
+            )
+            share = scans["clamdscan --stream (C)"] / scans["mediagate scanner"]
+            print(f"  mediagate at {100 * share:.0f}% of raw INSTREAM throughput")
+
+            transcode = ffmpeg_baseline(*files["video 30 s 1080p mpeg4 (transcode)"], scratch)
+            ratio = transcode["mediagate video step"] / transcode["raw ffmpeg command"]
+            print(
+                "\ntranscode 30 s 1080p: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in transcode.items())
+            )
+            print(f"  mediagate / raw = {ratio:.3f}x")
+
+            batch = [files["jpeg 12 MP"]] * args.batch
+            for workers in (1, 2):
+                rate = asyncio.run(throughput(env, settings, batch, workers))
+                print(
+                    f"\nthroughput, {args.batch} x 12 MP JPEG, {workers} worker(s): {rate:.1f}/min"
+                )
+        finally:
+            clamd_daemon.stop()
+            asyncio.run(services.drop_database(database_url))
+
+
+if __name__ == "__main__":
+    main()
