@@ -7,6 +7,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from mediagate.config import Settings, SettingsError, load_settings
 from mediagate.observability.logging import configure_logging
@@ -31,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="API processes")
 
     commands.add_parser("migrate", help="apply database migrations (idempotent)")
-    commands.add_parser("worker", help="consume bucket events and jobs; scan and process media")
+    worker = commands.add_parser(
+        "worker", help="consume bucket events and jobs; scan and process media"
+    )
+    worker.add_argument(
+        "--heartbeat", type=Path, default=None, help="file to touch while healthy (healthchecks)"
+    )
 
     session = commands.add_parser("session", help="garage sessions")
     session_commands = session.add_subparsers(dest="session_command", required=True)
@@ -143,10 +149,10 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
-def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.worker.runner import run_worker
 
-    return asyncio.run(run_worker(settings))
+    return asyncio.run(run_worker(settings, args.heartbeat))
 
 
 def _storage(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
 import aio_pika
+import aiormq
 
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
@@ -22,13 +23,14 @@ from mediagate.domain.status import MediaStatus
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *arguments: str) -> None:
         self._env = {"PATH": os.environ["PATH"], **env}
+        self._arguments = arguments
         self.process: subprocess.Popen[bytes] | None = None
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mediagate.cli", "worker"], env=self._env
+            [sys.executable, "-m", "mediagate.cli", "worker", *self._arguments], env=self._env
         )
 
     async def start(self, settings: Settings) -> None:
@@ -58,7 +60,10 @@ async def _consumers(settings: Settings) -> bool:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(settings.media_queue, passive=True)
+        try:
+            queue = await channel.declare_queue(settings.media_queue, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False  # the worker has not declared it yet
         return bool(queue.declaration_result.consumer_count)
 
 

@@ -193,3 +193,22 @@ async def test_sigterm_lets_the_job_in_flight_finish(
         process.stop()
     record = await wait_for_status(key, MediaStatus.COMPLETED, timeout=5)
     assert record.status is MediaStatus.COMPLETED
+
+
+async def test_worker_heartbeat_for_container_healthchecks(
+    env: dict[str, str], settings: Settings, clamd: services.Clamd, tmp_path: Path
+) -> None:
+    from tests.support.worker_process import wait_until
+
+    heartbeat = tmp_path / "alive"
+    process = WorkerProcess(env, "--heartbeat", str(heartbeat))
+    await process.start(settings)
+    try:
+
+        async def beating() -> bool:
+            return heartbeat.exists()
+
+        await wait_until(beating, "the worker never touched its heartbeat file")
+        assert process.terminate() == 0
+    finally:
+        process.stop()

@@ -16,6 +16,18 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from mediagate.config import Settings
 
 
+# The same flags as MinIO's AMQP target (deploy/minio/minio.env): MinIO re-declares the
+# exchange on every publish, and a declaration with other flags fails.
+@dataclass(frozen=True, slots=True)
+class ExchangeFlags:
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+
+
+BUCKET_EVENTS_EXCHANGE_FLAGS = ExchangeFlags()
+
+
 def dead_letter_queue_name(settings: Settings) -> str:
     return f"{settings.media_queue}.dead"
 
@@ -32,14 +44,12 @@ class Topology:
 
 
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
-    # The same flags MinIO uses (MINIO_NOTIFY_AMQP_DURABLE=on, auto-delete and internal
-    # off): MinIO re-declares the exchange on every publish and a mismatch fails it.
     bucket_events = await channel.declare_exchange(
         settings.bucket_events_exchange,
         type=aio_pika.ExchangeType(settings.bucket_events_exchange_type),
-        durable=True,
-        auto_delete=False,
-        internal=False,
+        durable=BUCKET_EVENTS_EXCHANGE_FLAGS.durable,
+        auto_delete=BUCKET_EVENTS_EXCHANGE_FLAGS.auto_delete,
+        internal=BUCKET_EVENTS_EXCHANGE_FLAGS.internal,
     )
     dead = await channel.declare_queue(dead_letter_queue_name(settings), durable=True)
     media = await channel.declare_queue(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import AbstractRobustConnection
 
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
@@ -20,7 +22,18 @@ from mediagate.worker.consumer import MediaConsumer
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings) -> int:
+HEARTBEAT_SECONDS = 10.0
+
+
+async def _beat(path: Path, connection: AbstractRobustConnection) -> None:
+    """Touch `path` while the broker connection is up: a container healthcheck reads it."""
+    while True:
+        if not connection.is_closed:
+            await asyncio.to_thread(path.touch)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     reuse_image_memory()
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
@@ -40,8 +53,11 @@ async def run_worker(settings: Settings) -> int:
             loop.add_signal_handler(signum, stop.set)
         consumer_tag = await declared.media_queue.consume(consumer.on_message)
         log.info("worker ready", extra={"queue": settings.media_queue})
+        beating = asyncio.create_task(_beat(heartbeat, connection)) if heartbeat else None
         await stop.wait()
         log.info("worker stopping")
+        if beating is not None:
+            beating.cancel()
         await consumer.shutdown(declared.media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()

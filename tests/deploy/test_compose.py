@@ -1,0 +1,200 @@
+"""The compose stack, checked without Docker: structure, settings, and MinIO <-> worker wiring."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mediagate.config import load_settings
+from mediagate.events.topology import BUCKET_EVENTS_EXCHANGE_FLAGS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+ENV_EXAMPLE = ROOT / "deploy" / "compose" / ".env.example"
+MINIO_ENV = ROOT / "deploy" / "minio" / "minio.env"
+MEDIAGATE_SERVICES = ("migrate", "storage-setup", "api", "worker")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def _interpolate(value: Any, variables: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} on strings."""
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, kind, argument = match.groups()
+        current = variables.get(name, "")
+        if current:
+            return current
+        if kind == "?":
+            raise AssertionError(f"{name} is required: {argument}")
+        return argument or ""
+
+    return _VARIABLE.sub(replace, value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def variables() -> dict[str, str]:
+    return _dotenv(ENV_EXAMPLE)
+
+
+def _environment(service: dict[str, Any], variables: dict[str, str]) -> dict[str, str]:
+    environment = dict(service.get("environment") or {})
+    for env_file in service.get("env_file", []):
+        environment = {**_dotenv(COMPOSE.parent / env_file), **environment}
+    return {name: str(_interpolate(value, variables)) for name, value in environment.items()}
+
+
+def test_every_mediagate_service_gets_every_setting_it_requires(
+    compose: dict[str, Any], variables: dict[str, str]
+) -> None:
+    for name in MEDIAGATE_SERVICES:
+        service = compose["services"][name]
+        assert service["image"] == "mediagate:latest" and service["build"]["context"] == "../.."
+        settings = load_settings(_environment(service, variables))  # raises when one is missing
+        assert settings.s3_endpoint == "http://minio:9000"
+        assert settings.clamav_host == "clamav"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    long_running = [n for n, s in compose["services"].items() if s.get("restart") != "no"]
+    assert set(long_running) == {"postgres", "rabbitmq", "minio", "clamav", "api", "worker"}
+    for name in long_running:
+        assert "test" in compose["services"][name].get("healthcheck", {}), name
+
+
+def test_start_order_converges_from_nothing(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("api", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["storage-setup"]["condition"] == "service_completed_successfully"
+        assert depends["rabbitmq"]["condition"] == "service_healthy"
+    assert services["worker"]["depends_on"]["clamav"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["storage-setup"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    for condition in _all_conditions(services):
+        assert condition in {"service_healthy", "service_completed_successfully"}
+
+
+def _all_conditions(services: dict[str, Any]) -> list[str]:
+    return [
+        dependency["condition"]
+        for service in services.values()
+        for dependency in (service.get("depends_on") or {}).values()
+    ]
+
+
+def test_ports_are_bound_to_localhost_and_volumes_are_named(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+        for mount in service.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            assert source in compose["volumes"] or source.startswith("../"), (name, mount)
+    assert set(compose["volumes"]) == {
+        "postgres-data",
+        "rabbitmq-data",
+        "minio-data",
+        "minio-events",
+        "clamav-db",
+    }
+
+
+def test_secrets_come_from_the_env_file_only(compose: dict[str, Any]) -> None:
+    secret_names = ("PASSWORD", "SECRET", "KMS")
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if any(word in key for word in secret_names):
+                assert "${" in str(value), f"{name}.{key} is hard-coded"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"(?im)^\s*(ENV|ARG)\s+\S*(SECRET|PASSWORD)", dockerfile)
+    assert "USER mediagate" in dockerfile
+
+
+def test_minio_publishes_where_the_worker_listens(
+    compose: dict[str, Any], variables: dict[str, str]
+) -> None:
+    minio = _environment(compose["services"]["minio"], variables)
+    worker = load_settings(_environment(compose["services"]["worker"], variables))
+    assert minio["MINIO_NOTIFY_AMQP_ENABLE"] == "on"
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE"] == worker.bucket_events_exchange
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_TYPE"] == worker.bucket_events_exchange_type
+    assert minio["MINIO_NOTIFY_AMQP_ROUTING_KEY"] == worker.bucket_events_routing_key
+    assert minio["MINIO_NOTIFY_AMQP_URL"] == worker.amqp_url
+    flags = {
+        "durable": minio["MINIO_NOTIFY_AMQP_DURABLE"] == "on",
+        "auto_delete": minio["MINIO_NOTIFY_AMQP_AUTO_DELETED"] == "on",
+        "internal": minio["MINIO_NOTIFY_AMQP_INTERNAL"] == "on",
+    }
+    assert flags == asdict(BUCKET_EVENTS_EXCHANGE_FLAGS)
+    assert minio["MINIO_NOTIFY_AMQP_DELIVERY_MODE"] == "2"
+    assert minio["MINIO_NOTIFY_AMQP_PUBLISHING_CONFIRMS"] == "on"
+    queue_dir = minio["MINIO_NOTIFY_AMQP_QUEUE_DIR"]
+    assert f"minio-events:{queue_dir}" in compose["services"]["minio"]["volumes"]
+    assert minio["MINIO_API_CORS_ALLOW_ORIGIN"] == variables["CORS_ALLOWED_ORIGINS"]
+    assert minio["MINIO_API_STALE_UPLOADS_EXPIRY"]
+    assert minio["MINIO_KMS_SECRET_KEY"], "SSE-S3 needs MinIO's KMS key"
+
+
+def test_clamd_limits_sit_above_the_upload_limit(
+    compose: dict[str, Any], variables: dict[str, str]
+) -> None:
+    conf = dict(
+        line.split(" ", 1)
+        for line in (ROOT / "deploy" / "clamav" / "clamd.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+    def size(value: str) -> int:
+        return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+    limit = load_settings(_environment(compose["services"]["worker"], variables)).max_upload_bytes
+    for name in ("StreamMaxLength", "MaxFileSize", "MaxScanSize"):
+        assert size(conf[name]) > limit, name
+    for name in ("AlertExceedsMax", "AlertEncrypted", "AlertEncryptedArchive"):
+        assert conf[name] == "yes", name
+    mounts = compose["services"]["clamav"]["volumes"]
+    assert "../clamav/clamd.conf:/etc/clamav/clamd.conf:ro" in mounts
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, check=False
+    ).returncode,
+    reason="the docker compose plugin is not installed, so `docker compose config` cannot run",
+)
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text())
+    result = subprocess.run(
+        ["docker", "compose", "--env-file", str(env_file), "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
