@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from PIL import Image
 
 from mediagate.config import Settings
@@ -100,32 +101,39 @@ async def test_eicar_inside_a_zip_is_caught(
     await _assert_rejected(store, key, "virus detected")
 
 
-async def test_corrupt_image_is_rejected(
-    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
+HLS_PLAYLIST = (
+    b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "content_type", "reason"),
+    [
+        (
+            media.fixture("landscape_1.jpg")[:2000] + b"\x00" * 100,
+            "broken.jpg",
+            "image/jpeg",
+            "corrupt",
+        ),
+        (media.image_bytes("PNG"), "fake.jpg", "image/jpeg", "not image/jpeg"),
+        # Rejected before ffmpeg could follow the playlist to a file on the host.
+        (HLS_PLAYLIST, "clip.mp4", "video/mp4", "not video/mp4"),
+    ],
+    ids=["corrupt-image", "png-bytes-as-jpeg", "hls-playlist-as-mp4"],
+)
+async def test_bad_content_is_rejected_with_a_reason_and_no_output(
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    pipeline: MediaPipeline,
+    store: ObjectStore,
+    data: bytes,
+    filename: str,
+    content_type: str,
+    reason: str,
 ) -> None:
-    truncated = media.fixture("landscape_1.jpg")[:2000] + b"\x00" * 100
-    key = await stage(api, tenant, truncated, "broken.jpg", "image/jpeg")
+    key = await stage(api, tenant, data, filename, content_type)
     await pipeline.handle(key, 0)
-    await _assert_rejected(store, key, "corrupt")
-
-
-async def test_image_whose_bytes_are_another_type_is_rejected(
-    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
-) -> None:
-    key = await stage(api, tenant, media.image_bytes("PNG"), "fake.jpg", "image/jpeg")
-    await pipeline.handle(key, 0)
-    await _assert_rejected(store, key, "not image/jpeg")
-
-
-async def test_hls_playlist_named_mp4_is_rejected_without_reading_the_host(
-    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
-) -> None:
-    playlist = (
-        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
-    )
-    key = await stage(api, tenant, playlist, "clip.mp4", "video/mp4")
-    await pipeline.handle(key, 0)
-    await _assert_rejected(store, key, "not video/mp4")
+    await _assert_rejected(store, key, reason)
 
 
 async def test_png_with_alpha_is_flattened_to_jpeg(

@@ -99,6 +99,20 @@ async def _queue_idle(settings: Settings) -> None:
     await wait_until(idle, "the media queue never emptied")
 
 
+async def _stage_webm(
+    api: httpx.AsyncClient, tenant: Tenant, directory: Path, size: str, seconds: int
+) -> str:
+    """A VP8 clip that must be transcoded: slow enough to catch the worker mid-job."""
+    clip = media.make_video(
+        directory / "clip.webm",
+        size=size,
+        seconds=seconds,
+        audio=False,
+        video=["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "2M"],
+    )
+    return await stage(api, tenant, clip.read_bytes(), "clip.webm", "video/webm")
+
+
 async def test_redelivery_after_the_worker_is_killed_mid_job(
     env: dict[str, str],
     api: httpx.AsyncClient,
@@ -109,14 +123,7 @@ async def test_redelivery_after_the_worker_is_killed_mid_job(
     tmp_path: Path,
 ) -> None:
     await drain_jobs(settings)
-    clip = media.make_video(
-        tmp_path / "slow.webm",
-        size="1280x720",
-        seconds=8,
-        audio=False,
-        video=["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "2M"],
-    )
-    key = await stage(api, tenant, clip.read_bytes(), "slow.webm", "video/webm")
+    key = await _stage_webm(api, tenant, tmp_path, "1280x720", seconds=8)
     first = WorkerProcess(env)
     await first.start(settings)
     try:
@@ -176,14 +183,7 @@ async def test_sigterm_lets_the_job_in_flight_finish(
     tmp_path: Path,
 ) -> None:
     await drain_jobs(settings)
-    clip = media.make_video(
-        tmp_path / "t.webm",
-        size="640x360",
-        seconds=6,
-        audio=False,
-        video=["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "1M"],
-    )
-    key = await stage(api, tenant, clip.read_bytes(), "t.webm", "video/webm")
+    key = await _stage_webm(api, tenant, tmp_path, "640x360", seconds=6)
     process = WorkerProcess(env)
     await process.start(settings)
     try:

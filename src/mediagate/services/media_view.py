@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from mediagate.db.media_repository import MediaRecord
@@ -32,24 +32,13 @@ class MediaView:
     created_at: datetime
 
 
+_RENAMED = {"alt": "alt_text"}
+
+
 def to_view(record: MediaRecord, *, url: str | None, poster_url: str | None) -> MediaView:
-    return MediaView(
-        id=record.id,
-        session_id=record.session_id,
-        file_key=record.file_key,
-        status=record.status,
-        original_filename=record.original_filename,
-        content_type=record.content_type,
-        stage=record.stage,
-        alt=record.alt_text,
-        file_size=record.file_size,
-        rejection_reason=record.rejection_reason,
-        url=url,
-        poster_url=poster_url,
-        width=record.width,
-        height=record.height,
-        duration_seconds=record.duration_seconds,
-        uploaded_at=record.uploaded_at,
-        processed_at=record.processed_at,
-        created_at=record.created_at,
-    )
+    copied = {
+        field.name: getattr(record, _RENAMED.get(field.name, field.name))
+        for field in fields(MediaView)
+        if field.name not in ("url", "poster_url")
+    }
+    return MediaView(**copied, url=url, poster_url=poster_url)

@@ -97,24 +97,35 @@ def _encryption(client: Minio, bucket: str) -> str:
     return "encryption: SSE-S3 set"
 
 
-def _same(left: object, right: object) -> bool:
-    return repr(left) == repr(right)
+def _converge(
+    label: str, current: object, desired: object, apply: Callable[[], None], done: str
+) -> str:
+    if repr(current) == repr(desired):
+        return f"{label}: unchanged"
+    apply()
+    return f"{label}: {done}"
 
 
 def _lifecycle(client: Minio, bucket: str) -> str:
     desired = desired_lifecycle()
-    if _same(client.get_bucket_lifecycle(bucket), desired):
-        return "lifecycle: unchanged"
-    client.set_bucket_lifecycle(bucket, desired)
-    return f"lifecycle: uploads expire after {ABANDONED_UPLOAD_DAYS} day"
+    return _converge(
+        "lifecycle",
+        client.get_bucket_lifecycle(bucket),
+        desired,
+        lambda: client.set_bucket_lifecycle(bucket, desired),
+        f"uploads expire after {ABANDONED_UPLOAD_DAYS} day",
+    )
 
 
 def _notification(client: Minio, bucket: str) -> str:
     desired = desired_notification()
-    if _same(client.get_bucket_notification(bucket), desired):
-        return "notification: unchanged"
-    client.set_bucket_notification(bucket, desired)
-    return f"notification: {UPLOADS_PREFIX}* -> {MINIO_AMQP_ARN}"
+    return _converge(
+        "notification",
+        client.get_bucket_notification(bucket),
+        desired,
+        lambda: client.set_bucket_notification(bucket, desired),
+        f"{UPLOADS_PREFIX}* -> {MINIO_AMQP_ARN}",
+    )
 
 
 def _policy(client: Minio, bucket: str) -> str:
