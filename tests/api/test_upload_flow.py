@@ -239,3 +239,23 @@ async def test_broker_down_at_confirm_is_retryable_and_leaves_the_row_pending(
 async def test_media_of_an_unknown_id_is_not_found(api: httpx.AsyncClient, tenant: Tenant) -> None:
     body = await graphql(api, MEDIA, {"id": str(uuid.uuid4())}, tenant.token)
     assert error_codes(body) == ["NOT_FOUND"]
+
+
+async def test_upload_urls_are_signed_for_the_public_endpoint(
+    env: dict[str, str], tenant: Tenant, database: None
+) -> None:
+    from mediagate.config import load_settings
+
+    public = load_settings({**env, "S3_PUBLIC_ENDPOINT": "https://media.example.com"})
+
+    class NoJobs:
+        async def publish(self, job: object) -> None:
+            raise AssertionError
+
+    service = UploadService(public, ObjectStore(public), NoJobs())
+    ticket = await service.request_upload(
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+    )
+    url = urlsplit(ticket.upload_url)
+    assert (url.scheme, url.netloc) == ("https", "media.example.com")
+    assert "X-Amz-Expires=300" in url.query and "X-Amz-Signature=" in url.query

@@ -212,3 +212,24 @@ async def test_worker_heartbeat_for_container_healthchecks(
         assert process.terminate() == 0
     finally:
         process.stop()
+
+
+async def test_retries_go_through_the_delay_queues_then_an_orphan_is_deleted(
+    worker: WorkerProcess, settings: Settings, store: ObjectStore, tmp_path: Path
+) -> None:
+    """No row for the key: retried via the TTL queues (100 ms, 200 ms), then deleted."""
+    import uuid
+
+    from tests.support.worker_process import wait_until
+
+    key = f"sessions/{uuid.uuid4()}/general/{uuid.uuid4()}.jpg"
+    source = tmp_path / "orphan.jpg"
+    source.write_bytes(PHOTO)
+    await store.upload(key, source, "image/jpeg", {})
+    await publish_as_minio(settings, minio_event(settings.s3_bucket, key, len(PHOTO)))
+
+    async def deleted() -> bool:
+        return await store.head(key) is None
+
+    await wait_until(deleted, "the orphan was never deleted")
+    assert await dead_letters(settings) == []

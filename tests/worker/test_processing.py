@@ -1,0 +1,133 @@
+"""Processing functions on plain files (real Pillow and ffmpeg, no network)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.images import sanitize_image
+from mediagate.processing.sniff import check_magic
+from mediagate.processing.video import ProcessingTimeout, sanitize_video
+from tests.support import media
+
+
+def _sanitized(tmp_path: Path, name: str) -> Image.Image:
+    source = tmp_path / name
+    source.write_bytes(media.fixture(name))
+    out = tmp_path / f"out-{name}"
+    sanitize_image(source, "image/jpeg", out)
+    return Image.open(out)
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_every_exif_orientation_comes_out_upright(tmp_path: Path, orientation: int) -> None:
+    upright = _sanitized(tmp_path, "landscape_1.jpg")
+    turned = _sanitized(tmp_path, f"landscape_{orientation}.jpg")
+    assert turned.size == upright.size
+    difference = ImageStat.Stat(
+        ImageChops.difference(upright.convert("RGB"), turned.convert("RGB"))
+    )
+    assert max(difference.mean) < 8, difference.mean  # re-encoding noise only
+
+
+def test_gps_exif_is_gone(tmp_path: Path) -> None:
+    source = tmp_path / "phone.jpg"
+    source.write_bytes(media.fixture("HMD_Nokia_8.3_5G.jpg"))
+    with Image.open(source) as original:
+        assert 0x8825 in original.getexif(), "the sample carries GPS"
+    out = tmp_path / "out.jpg"
+    sanitize_image(source, "image/jpeg", out)
+    with Image.open(out) as clean:
+        assert not clean.getexif() and "exif" not in clean.info
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (10_000, 8_000)).save(bomb)  # 80 MP of zeros: a few kB on disk
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UnacceptableMedia, match="limit is 60000000"):
+        sanitize_image(bomb, "image/png", tmp_path / "out.jpg")
+
+
+def test_only_the_declared_format_is_decoded(tmp_path: Path) -> None:
+    png = tmp_path / "a.jpg"
+    png.write_bytes(media.image_bytes("PNG"))
+    with pytest.raises(UnacceptableMedia, match="not a readable image/jpeg"):
+        sanitize_image(png, "image/jpeg", tmp_path / "out.jpg")
+
+
+def test_animated_gif_keeps_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (20, 10), color) for color in ((255, 0, 0), (0, 0, 255))]
+    gif = tmp_path / "a.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = tmp_path / "out.jpg"
+    assert sanitize_image(gif, "image/gif", out).width == 20
+    with Image.open(out) as still:
+        red, _green, blue = still.convert("RGB").getpixel((10, 5))  # type: ignore[misc]
+        assert red > 200 and blue < 60
+        assert getattr(still, "n_frames", 1) == 1
+
+
+def test_magic_numbers() -> None:
+    check_magic(media.image_bytes("JPEG")[:64], "image/jpeg")
+    check_magic(media.image_bytes("WEBP")[:64], "image/webp")
+    check_magic(media.image_bytes("GIF")[:64], "image/gif")
+    for declared in ("image/png", "video/mp4", "video/webm"):
+        with pytest.raises(UnacceptableMedia):
+            check_magic(media.image_bytes("JPEG")[:64], declared)
+
+
+@pytest.mark.parametrize(
+    ("content", "declared"),
+    [
+        (b"#EXTM3U\n#EXTINF:1,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n", "video/mp4"),
+        (b"ffconcat version 1.0\nfile /etc/hostname\n", "video/quicktime"),
+        (b"#EXTM3U\n#EXTINF:1,\nhttp://127.0.0.1:9/x.ts\n", "video/webm"),
+    ],
+    ids=["hls", "concat", "hls-network"],
+)
+def test_playlists_and_scripts_are_refused_by_the_demuxer(
+    tmp_path: Path, content: bytes, declared: str
+) -> None:
+    """Even past the magic check, ffmpeg only opens the declared container via file:."""
+    source = tmp_path / "input"
+    source.write_bytes(content)
+    with pytest.raises(UnacceptableMedia):
+        sanitize_video(source, declared, tmp_path / "o.mp4", tmp_path / "p.jpg", 30)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_ffmpeg_runs_under_the_time_limit(tmp_path: Path) -> None:
+    clip = media.make_video(tmp_path / "in.webm", video=["-c:v", "libvpx"], audio=False)
+    with pytest.raises(ProcessingTimeout):
+        sanitize_video(clip, "video/webm", tmp_path / "o.mp4", tmp_path / "p.jpg", 0.01)
+
+
+def test_mov_with_rotation_reports_displayed_dimensions(tmp_path: Path) -> None:
+    clip = media.make_video(tmp_path / "in.mp4", size="320x240", audio=False)
+    rotated = tmp_path / "rotated.mov"
+    import subprocess
+
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(clip),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            str(rotated),
+        ],
+        check=True,
+    )
+    result = sanitize_video(rotated, "video/quicktime", tmp_path / "o.mp4", tmp_path / "p.jpg", 30)
+    assert result.remuxed and (result.width, result.height) == (240, 320)
+    assert Image.open(io.BytesIO((tmp_path / "p.jpg").read_bytes())).format == "JPEG"
