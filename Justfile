@@ -38,11 +38,13 @@ check: lint
     {{venv}}/mypy
     ./scripts/test
 
-# Benchmarks on the real stack; they print their numbers.
+# Benchmarks on the real stack; they print their numbers (tools installed if missing).
 bench-api *args:
+    source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/api_bench.py {{args}}
 
 bench-worker *args:
+    source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/worker_bench.py {{args}}
 
 # On-prem stack with Docker compose.

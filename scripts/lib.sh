@@ -84,3 +84,15 @@ ensure_all() {
   ensure_rabbitmq
   ensure_venv
 }
+
+ensure_bench_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v vips >/dev/null || missing+=(libvips-tools)
+  command -v clamdscan >/dev/null || missing+=(clamdscan)
+  if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  "$VENV/bin/python" -c 'import pyvips' 2>/dev/null || "$VENV/bin/pip" install -q -e "$ROOT[dev,bench]"
+}

@@ -65,8 +65,9 @@ async def drop_database(url: str) -> None:
 class Clamd:
     """A clamd process started from the shipped clamd.conf with the test signature database."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, **settings: str) -> None:
         self.port = port or free_port()
+        self._settings = settings
         self._config = workdir / f"clamd-{self.port}.conf"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -76,6 +77,7 @@ class Clamd:
             "TCPAddr": "127.0.0.1",
             "DatabaseDirectory": str(TEST_SIGNATURES),
             "Foreground": "yes",
+            **self._settings,
         }
         kept = [
             line

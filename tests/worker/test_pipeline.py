@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ async def _assert_rejected(store: ObjectStore, key: str, fragment: str) -> None:
     assert await store.head(key) is None, "the original is deleted"
     listed = store.client.list_objects(store.bucket, prefix="processed/", recursive=True)
     assert not any(key.split("/")[-1].split(".")[0] in o.object_name for o in listed)
+    assert not list(Path(tempfile.gettempdir()).glob("mediagate-*")), "scratch dirs are removed"
 
 
 async def test_a_photo_is_scanned_sanitized_and_completed(

@@ -60,6 +60,8 @@ class ClamdScanner:
         try:
             with path.open("rb") as stream:
                 result = client.instream(stream)
+        except clamd.ResponseError as error:  # e.g. "INSTREAM size limit exceeded"
+            raise ScannerUnavailable(f"clamd refused the scan: {error}") from None
         except (TimeoutError, clamd.ConnectionError, OSError) as error:
             raise ScannerUnavailable(f"clamd unreachable or failed: {error}") from None
         return verdict_from(result)

@@ -1,0 +1,70 @@
+"""The clamd scanner: only OK is clean, everything else fails closed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mediagate.scanning.clamav import (
+    ClamdScanner,
+    Clean,
+    Infected,
+    ScannerUnavailable,
+    verdict_from,
+)
+from tests.support import media, services
+
+
+def test_verdicts() -> None:
+    assert verdict_from({"stream": ("OK", None)}) == Clean()
+    assert verdict_from({"stream": ("FOUND", "Win.Test.EICAR_HDB-1")}) == Infected(
+        "Win.Test.EICAR_HDB-1"
+    )
+    for reply in (
+        None,
+        {},
+        {"stream": ("ERROR", "Can't allocate memory")},
+        {"stream": ("FOUND", None)},
+    ):
+        with pytest.raises(ScannerUnavailable):
+            verdict_from(reply)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def small_limit_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Clamd]:
+    daemon = services.Clamd(tmp_path_factory.mktemp("clamd-small"), StreamMaxLength="1M")
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+def test_a_size_limit_reply_is_not_a_clean_scan(
+    small_limit_clamd: services.Clamd, tmp_path: Path
+) -> None:
+    """clamd's own defaults would stop reading and answer; we never take that as clean."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x00" * (2 * 1024 * 1024))
+    scanner = ClamdScanner("127.0.0.1", small_limit_clamd.port, timeout=30)
+    with pytest.raises(ScannerUnavailable, match="size limit"):
+        scanner.scan_file(big)
+
+
+def test_real_scans(clamd: services.Clamd, tmp_path: Path) -> None:
+    scanner = ClamdScanner("127.0.0.1", clamd.port, timeout=30)
+    clean, infected = tmp_path / "clean.jpg", tmp_path / "eicar.txt"
+    clean.write_bytes(media.fixture("landscape_1.jpg"))
+    infected.write_bytes(media.eicar())
+    assert scanner.scan_file(clean) == Clean()
+    assert scanner.scan_file(infected) == Infected("Eicar-Test-Signature.UNOFFICIAL")
+    assert scanner.ping()
+
+
+def test_unreachable_scanner_is_unavailable(tmp_path: Path) -> None:
+    file = tmp_path / "a.jpg"
+    file.write_bytes(b"x")
+    scanner = ClamdScanner("127.0.0.1", services.free_port(), timeout=5)
+    with pytest.raises(ScannerUnavailable):
+        scanner.scan_file(file)
+    assert not scanner.ping()
