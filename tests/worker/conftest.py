@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,9 +18,16 @@ from tests.support.flow import confirm, put_object, request_upload
 
 
 @pytest.fixture(scope="session")
-def pipeline(settings: Settings, store: ObjectStore, clamd: services.Clamd) -> MediaPipeline:
+def scratch_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("scratch")
+
+
+@pytest.fixture(scope="session")
+def pipeline(
+    settings: Settings, store: ObjectStore, clamd: services.Clamd, scratch_root: Path
+) -> MediaPipeline:
     scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
-    return MediaPipeline(settings, store, scanner)
+    return MediaPipeline(settings, store, scanner, scratch_root=scratch_root)
 
 
 async def stage(

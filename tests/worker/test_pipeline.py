@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +24,12 @@ from tests.support.flow import MEDIA, confirm, drain_jobs, put_object
 from tests.worker.conftest import object_bytes, row, stage
 
 
+@pytest.fixture(autouse=True)
+def _scratch_is_cleaned(scratch_root: Path) -> Iterator[None]:
+    yield
+    assert list(scratch_root.iterdir()) == [], "every job removes its scratch directory"
+
+
 async def _assert_rejected(store: ObjectStore, key: str, fragment: str) -> None:
     record = await row(key)
     assert record.status is MediaStatus.REJECTED, record
@@ -32,7 +38,6 @@ async def _assert_rejected(store: ObjectStore, key: str, fragment: str) -> None:
     assert await store.head(key) is None, "the original is deleted"
     listed = store.client.list_objects(store.bucket, prefix="processed/", recursive=True)
     assert not any(key.split("/")[-1].split(".")[0] in o.object_name for o in listed)
-    assert not list(Path(tempfile.gettempdir()).glob("mediagate-*")), "scratch dirs are removed"
 
 
 async def test_a_photo_is_scanned_sanitized_and_completed(

@@ -101,11 +101,13 @@ class MediaPipeline:
         store: ObjectStore,
         scanner: ClamdScanner,
         clock: Callable[[], datetime] = _utcnow,
+        scratch_root: Path | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._scanner = scanner
         self._clock = clock
+        self._scratch_root = scratch_root  # None: the system's temp directory
 
     async def handle(self, file_key: str, attempt: int) -> Outcome:
         """Process one upload; `attempt` counts earlier tries of the same message."""
@@ -182,7 +184,9 @@ class MediaPipeline:
 
     async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:
         timings = _Timings()
-        with tempfile.TemporaryDirectory(prefix="mediagate-") as scratch_dir:
+        with tempfile.TemporaryDirectory(
+            prefix="mediagate-", dir=self._scratch_root
+        ) as scratch_dir:
             scratch = Path(scratch_dir)
             original = scratch / "original"
             record = await self._move(record, MediaStatus.SCANNING)
