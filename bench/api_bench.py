@@ -160,7 +160,7 @@ def main() -> None:
     database_url = asyncio.run(services.create_database())
     try:
         with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch:
-            env = make_env(database_url, s3, DB_POOL_SIZE="20", LOG_LEVEL="WARNING")
+            env = make_env(database_url, s3, LOG_LEVEL="WARNING")
             settings = load_settings(env)
             process_env = {"PATH": os.environ["PATH"], **env}
             cli = [sys.executable, "-m", "mediagate.cli"]
