@@ -60,6 +60,13 @@ async def test_non_json_and_malformed_bodies_are_bad_requests(api: httpx.AsyncCl
         assert error_codes(response.json()) == ["BAD_REQUEST"]
 
 
+async def test_oversized_bodies_and_other_methods_are_refused(api: httpx.AsyncClient) -> None:
+    huge = await api.post("/graphql", content=b"{" + b" " * 70_000 + b"}")
+    assert huge.status_code == 413 and error_codes(huge.json()) == ["BAD_REQUEST"]
+    get = await api.get("/graphql")
+    assert get.status_code == 405
+
+
 async def test_introspection_is_off_by_default(api: httpx.AsyncClient) -> None:
     response = await api.post("/graphql", json={"query": "{ __schema { types { name } } }"})
     assert response.status_code == 400

@@ -7,12 +7,20 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Response, asgi, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.types import (
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    HTTPScope,
+    Receive,
+    Scope,
+    Send,
+)
 
 from mediagate.api.context import RequestContext, authenticate
 from mediagate.api.graphql.executor import (
@@ -41,22 +49,79 @@ class Services:
     publisher: JobPublisher
 
 
-@post("/graphql", status_code=HTTP_200_OK)
-async def graphql_endpoint(request: Request[Any, Any, State], state: State) -> Response[Any]:
-    services: Services = state.services
+def _json_response(
+    status: int, body: dict[str, Any]
+) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": payload, "more_body": False}
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None past MAX_BODY_BYTES (or when the client went away)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message["body"])
+        size += len(message["body"])
+        if size > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _header(scope: HTTPScope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+@asgi("/graphql", is_mount=False, copy_scope=False)
+async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """POST /graphql as a plain ASGI handler: the hot path skips the framework's
+    request and response models (about a tenth of a request's CPU)."""
+    http_scope = cast(HTTPScope, scope)
+    if http_scope["method"] != "POST":
+        status, body = 405, {"errors": [_error("use POST", "BAD_REQUEST")]}
+    else:
+        status, body = await _execute(http_scope, receive)
+    start, payload = _json_response(status, body)
+    await send(start)
+    await send(payload)
+
+
+async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, Any]]:
+    services: Services = scope["app"].state.services
+    raw = await _read_body(receive)
+    if raw is None:
+        return 413, {"errors": [_error("the body is too large", "BAD_REQUEST")]}
     try:
-        graphql_request = GraphQLRequest.from_json(json.loads(await request.body()))
+        graphql_request = GraphQLRequest.from_json(json.loads(raw))
         context = RequestContext(
             uploads=services.uploads,
             verifier=services.verifier,
-            authorization=request.headers.get("authorization"),
+            authorization=_header(scope, b"authorization"),
         )
-        return Response(await services.executor.run(graphql_request, context))
-    except json.JSONDecodeError:
-        errors = [{"message": "the body is not JSON", "extensions": {"code": "BAD_REQUEST"}}]
-        return Response({"errors": errors}, status_code=HTTP_400_BAD_REQUEST)
+        return 200, await services.executor.run(graphql_request, context)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return 400, {"errors": [_error("the body is not JSON", "BAD_REQUEST")]}
     except RequestError as error:
-        return Response({"errors": error.errors}, status_code=HTTP_400_BAD_REQUEST)
+        return 400, {"errors": error.errors}
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"message": message, "extensions": {"code": code}}
 
 
 @get("/healthz")
