@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from mediagate.config import Settings, SettingsError, load_settings
 from mediagate.observability.logging import configure_logging
+
+log = logging.getLogger("mediagate")
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -78,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mediagate: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    log.debug("settings", extra={"settings": settings.public()})
     handler = _HANDLERS[args.command]
     return handler(settings, args)
 

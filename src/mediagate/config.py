@@ -129,6 +129,18 @@ def _positive_float(value: str) -> float:
     return number
 
 
+# SigV4 presigned URLs live at most seven days.
+MAX_URL_TTL = 7 * 24 * 3600
+_TTL_RULE = f"whole seconds from 1 to {MAX_URL_TTL}"
+
+
+def _url_ttl(value: str) -> int:
+    seconds = _positive_int(value)
+    if seconds > MAX_URL_TTL:
+        raise ValueError(value)
+    return seconds
+
+
 def _flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -186,8 +198,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         clamav_port=env.positive_int("CLAMAV_PORT", 3310),
         clamav_timeout=env.positive_float("CLAMAV_TIMEOUT", 120.0),
         max_upload_bytes=env.positive_int("MAX_UPLOAD_BYTES", 50 * MIB),
-        upload_url_ttl=env.positive_int("UPLOAD_URL_TTL", 300),
-        download_url_ttl=env.positive_int("DOWNLOAD_URL_TTL", 86400),
+        upload_url_ttl=env.parsed("UPLOAD_URL_TTL", 300, _url_ttl, _TTL_RULE),
+        download_url_ttl=env.parsed("DOWNLOAD_URL_TTL", 86400, _url_ttl, _TTL_RULE),
         cors_allowed_origins=env.parsed("CORS_ALLOWED_ORIGINS", (), _csv, "comma-separated"),
         graphql_introspection=env.flag("GRAPHQL_INTROSPECTION", False),
         graphql_max_depth=env.positive_int("GRAPHQL_MAX_DEPTH", 8),

@@ -47,6 +47,7 @@ def test_lists_are_parsed() -> None:
         ("MAX_UPLOAD_BYTES", "fifty"),
         ("MAX_UPLOAD_BYTES", "-1"),
         ("UPLOAD_URL_TTL", "0"),
+        ("DOWNLOAD_URL_TTL", "604801"),
         ("GRAPHQL_INTROSPECTION", "maybe"),
         ("JWT_SECRET", "short"),
         ("BUCKET_EVENTS_EXCHANGE_TYPE", "headers"),

@@ -61,7 +61,7 @@ def transaction() -> Any:
 async def ping() -> bool:
     try:
         await SessionMedia.raw("SELECT 1")
-    except (OSError, Exception):
+    except Exception:  # whatever the failure, the database is not usable: not ready
         return False
     return True
 

@@ -77,7 +77,6 @@ class StoredObject:
     size: int
     content_type: str
     last_modified: datetime
-    etag: str
 
 
 def rejection_reason(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from mediagate.config import Settings
 
@@ -36,14 +36,8 @@ def retry_queue_name(settings: Settings, delay_ms: int) -> str:
     return f"{settings.media_queue}.retry.{delay_ms}ms"
 
 
-@dataclass(frozen=True, slots=True)
-class Topology:
-    media_queue: AbstractQueue
-    dead_letter_queue: AbstractQueue
-    bucket_events: AbstractExchange
-
-
-async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
+async def declare(channel: AbstractChannel, settings: Settings) -> AbstractQueue:
+    """Declare everything; returns the media queue to consume from."""
     bucket_events = await channel.declare_exchange(
         settings.bucket_events_exchange,
         type=aio_pika.ExchangeType(settings.bucket_events_exchange_type),
@@ -71,4 +65,4 @@ async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
                 "x-dead-letter-routing-key": media.name,
             },
         )
-    return Topology(media_queue=media, dead_letter_queue=dead, bucket_events=bucket_events)
+    return media

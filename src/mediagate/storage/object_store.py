@@ -90,7 +90,6 @@ class ObjectStore:
             size=stat.size,
             content_type=stat.content_type or "",
             last_modified=stat.last_modified,
-            etag=stat.etag or "",
         )
 
     async def download(self, key: str, destination: Path, max_bytes: int) -> Download:

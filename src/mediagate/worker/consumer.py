@@ -73,6 +73,10 @@ class MediaConsumer:
             )
             await message.ack()
             return
+        for item in items:
+            log.info(
+                "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
+            )
         outcome = worst([await self._pipeline.handle(item.file_key, attempt) for item in items])
         if isinstance(outcome, Retry):
             delays = self._settings.retry_delays_ms

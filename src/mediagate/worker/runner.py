@@ -42,8 +42,10 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.worker_prefetch)
-        declared = await topology.declare(channel, settings)
+        media_queue = await topology.declare(channel, settings)
         scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
+        if not await asyncio.to_thread(scanner.ping):
+            log.warning("clamd does not answer; scans fail closed until it does")
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner)
         consumer = MediaConsumer(settings, pipeline, channel)
 
@@ -51,14 +53,14 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        consumer_tag = await declared.media_queue.consume(consumer.on_message)
+        consumer_tag = await media_queue.consume(consumer.on_message)
         log.info("worker ready", extra={"queue": settings.media_queue})
         beating = asyncio.create_task(_beat(heartbeat, connection)) if heartbeat else None
         await stop.wait()
         log.info("worker stopping")
         if beating is not None:
             beating.cancel()
-        await consumer.shutdown(declared.media_queue, consumer_tag, settings.shutdown_grace)
+        await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()
         await engine.close_connection_pool()
