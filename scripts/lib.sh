@@ -35,6 +35,8 @@ ensure_packages() {
   command -v psql >/dev/null || port_open 5432 || missing+=(postgresql)
   command -v rabbitmq-server >/dev/null || port_open 5672 || missing+=(rabbitmq-server)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  # Validates deploy/compose/compose.yaml in the tests (no Docker engine needed).
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq
