@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 from litestar import Litestar, Response, asgi, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -52,7 +52,7 @@ class Services:
 def _json_response(
     status: int, body: dict[str, Any]
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = msgspec.json.encode(body)
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
@@ -107,14 +107,14 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
     if raw is None:
         return 413, {"errors": [_error("the body is too large", "BAD_REQUEST")]}
     try:
-        graphql_request = GraphQLRequest.from_json(json.loads(raw))
+        graphql_request = GraphQLRequest.from_json(msgspec.json.decode(raw))
         context = RequestContext(
             uploads=services.uploads,
             verifier=services.verifier,
             authorization=_header(scope, b"authorization"),
         )
         return 200, await services.executor.run(graphql_request, context)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except msgspec.DecodeError:
         return 400, {"errors": [_error("the body is not JSON", "BAD_REQUEST")]}
     except RequestError as error:
         return 400, {"errors": error.errors}

@@ -48,7 +48,7 @@ class SessionMedia(Table, tablename="session_media"):
     updated_at = Timestamptz()
     upload_expires_at = Timestamptz(null=False)
     checksum_sha256 = Varchar(length=64, null=True, default=None)
-    processed_key = Varchar(length=500, null=True, default=None, unique=True)
+    processed_key = Varchar(length=500, null=True, default=None)
     processed_content_type = Varchar(length=100, null=True, default=None)
     poster_key = Varchar(length=500, null=True, default=None)
     width = Integer(null=True, default=None)
