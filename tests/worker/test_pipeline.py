@@ -346,3 +346,27 @@ async def test_event_for_an_upload_written_after_expiry_deletes_it(
     await put_object(ticket.upload_url, media.image_bytes("JPEG"), "image/jpeg")
     await pipeline.handle(ticket.file_key, 0)
     await _assert_rejected(store, ticket.file_key, "expired")
+
+
+def test_stale_scratch_of_killed_jobs_is_removed(
+    settings: Settings, store: ObjectStore, tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    from mediagate.scanning.clamav import ClamdScanner
+
+    pipeline = MediaPipeline(
+        settings, store, ClamdScanner("127.0.0.1", 1, 1), scratch_root=tmp_path
+    )
+    stale, fresh, other = (
+        tmp_path / name for name in ("mediagate-old", "mediagate-new", "keep-me")
+    )
+    for directory in (stale, fresh, other):
+        directory.mkdir()
+        (directory / "original").write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    assert pipeline.remove_stale_scratch(older_than_seconds=1800) == 1
+    assert not stale.exists() and fresh.exists() and other.exists()

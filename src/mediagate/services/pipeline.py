@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # An event whose row is not visible yet is retried this many times before the
 # object counts as an orphan.
 ORPHAN_RETRIES = 2
+SCRATCH_PREFIX = "mediagate-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,23 @@ class MediaPipeline:
         self._scanner = scanner
         self._clock = clock
         self._scratch_root = scratch_root  # None: the system's temp directory
+
+    def remove_stale_scratch(self, older_than_seconds: float) -> int:
+        """Delete scratch directories that a killed worker left behind; returns how many.
+
+        Only directories older than any job can run are touched, so the live jobs of
+        other workers sharing the directory are safe.
+        """
+        root = Path(self._scratch_root or tempfile.gettempdir())
+        cutoff = time.time() - older_than_seconds
+        stale = [
+            path
+            for path in root.glob(f"{SCRATCH_PREFIX}*")
+            if path.is_dir() and path.stat().st_mtime < cutoff
+        ]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)
 
     async def handle(self, file_key: str, attempt: int) -> Outcome:
         """Process one upload; `attempt` counts earlier tries of the same message."""
@@ -185,7 +204,7 @@ class MediaPipeline:
     async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:
         timings = _Timings()
         with tempfile.TemporaryDirectory(
-            prefix="mediagate-", dir=self._scratch_root
+            prefix=SCRATCH_PREFIX, dir=self._scratch_root
         ) as scratch_dir:
             scratch = Path(scratch_dir)
             original = scratch / "original"

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_SECONDS = 10.0
+STALE_MARGIN_SECONDS = 600.0
 
 
 async def _beat(path: Path, connection: AbstractRobustConnection) -> None:
@@ -47,6 +48,9 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         if not await asyncio.to_thread(scanner.ping):
             log.warning("clamd does not answer; scans fail closed until it does")
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner)
+        longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
+        if removed := pipeline.remove_stale_scratch(longest_job):
+            log.warning("removed scratch directories of killed jobs", extra={"count": removed})
         consumer = MediaConsumer(settings, pipeline, channel)
 
         stop = asyncio.Event()
