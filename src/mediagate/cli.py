@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--org", type=_uuid, required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
 
+    requeue = commands.add_parser(
+        "requeue-failed", help="queue SCAN_FAILED uploads again (after a scanner outage)"
+    )
+    requeue.add_argument("--limit", type=int, default=1000)
+
     storage = commands.add_parser("storage", help="object storage")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     setup = storage_commands.add_parser(
@@ -159,6 +164,23 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_worker(settings, args.heartbeat))
 
 
+def _requeue_failed(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.events.publisher import JobPublisher
+    from mediagate.services.operations import requeue_scan_failed
+    from mediagate.storage.object_store import ObjectStore
+
+    async def work() -> int:
+        publisher = await JobPublisher.connect(settings)
+        try:
+            queued = await requeue_scan_failed(ObjectStore(settings), publisher, args.limit)
+        finally:
+            await publisher.close()
+        print(queued)
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _storage(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.storage.setup import setup_storage
 
@@ -179,6 +201,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "token": _token,
     "worker": _worker,
     "storage": _storage,
+    "requeue-failed": _requeue_failed,
 }
 
 if __name__ == "__main__":

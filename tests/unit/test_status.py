@@ -16,11 +16,13 @@ def test_no_step_skips_the_scan() -> None:
     assert not can_move(S.UPLOADED, S.COMPLETED)
     assert not can_move(S.SCANNING, S.COMPLETED)
     assert sources_of(S.COMPLETED) == {S.PROCESSING}
+    assert sources_of(S.UPLOADED) == {S.PENDING_UPLOAD, S.SCAN_FAILED}
 
 
-def test_terminal_states_never_move() -> None:
+def test_terminal_states_never_move_except_an_operator_requeue() -> None:
     for terminal in TERMINAL:
-        assert not any(can_move(terminal, target) for target in S)
+        allowed = {target for target in S if can_move(terminal, target)}
+        assert allowed == ({S.UPLOADED} if terminal is S.SCAN_FAILED else set())
 
 
 def test_a_dead_workers_job_restarts_from_the_scan() -> None:

@@ -370,3 +370,42 @@ def test_stale_scratch_of_killed_jobs_is_removed(
     os.utime(other, (hour_ago, hour_ago))
     assert pipeline.remove_stale_scratch(older_than_seconds=1800) == 1
     assert not stale.exists() and fresh.exists() and other.exists()
+
+
+async def test_operator_requeues_scan_failed_uploads(
+    api: httpx.AsyncClient,
+    env: dict[str, str],
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    pipeline: MediaPipeline,
+    scratch_root: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mediagate.scanning.clamav import ClamdScanner
+
+    key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "a.jpg", "image/jpeg")
+    await drain_jobs(settings)
+    scanner_down = ClamdScanner("127.0.0.1", services.free_port(), 1)
+    outage = MediaPipeline(settings, store, scanner_down, scratch_root=scratch_root)
+    await outage.handle(key, len(settings.retry_delays_ms))
+    assert (await row(key)).status is MediaStatus.SCAN_FAILED
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mediagate.cli", "requeue-failed"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 1
+    requeued = await row(key)
+    assert requeued.status is MediaStatus.UPLOADED and requeued.rejection_reason is None
+    assert key in [job["fileKey"] for job in await drain_jobs(settings)]
+    await pipeline.handle(key, 0)
+    assert (await row(key)).status is MediaStatus.COMPLETED

@@ -173,14 +173,31 @@ async def list_session_media(session_id: uuid.UUID, stage: str | None) -> list[M
     return [MediaRecord.from_row(row) for row in rows]
 
 
-async def transition(
-    media_id: uuid.UUID, target: MediaStatus, **changes: Any
-) -> MediaRecord | None:
-    """Move a row to `target` if its current status allows it; None when it did not.
+async def with_status(status: MediaStatus, limit: int) -> list[MediaRecord]:
+    rows = await (
+        SessionMedia.select(*_COLUMNS)
+        .where(SessionMedia.status == status.value)
+        .order_by(SessionMedia.updated_at)
+        .limit(limit)
+    )
+    return [MediaRecord.from_row(row) for row in rows]
 
-    The guard is in the WHERE clause, so of two concurrent callers exactly one wins.
-    """
-    allowed = [status.value for status in sources_of(target)]
+
+async def transition(
+    media_id: uuid.UUID,
+    target: MediaStatus,
+    *,
+    only_from: MediaStatus | None = None,
+    **changes: Any,
+) -> MediaRecord | None:
+    """Move a row to `target` if its current status allows it (and is `only_from`, when
+    given); None when it did not. The guard is in the WHERE clause, so of two
+    concurrent callers exactly one wins."""
+    sources = sources_of(target)
+    if only_from is not None:
+        assert only_from in sources, f"{only_from} cannot move to {target}"
+        sources = frozenset({only_from})
+    allowed = [status.value for status in sources]
     values: dict[Column | str, Any] = {
         SessionMedia.status: target.value,
         SessionMedia.updated_at: datetime.now(UTC),

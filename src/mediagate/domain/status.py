@@ -15,6 +15,7 @@ class MediaStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+# The worker never moves these on by itself.
 TERMINAL: frozenset[MediaStatus] = frozenset(
     {MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED}
 )
@@ -37,7 +38,8 @@ _NEXT: dict[MediaStatus, frozenset[MediaStatus]] = {
     ),
     MediaStatus.COMPLETED: frozenset(),
     MediaStatus.REJECTED: frozenset(),
-    MediaStatus.SCAN_FAILED: frozenset(),
+    # Terminal for the worker; an operator may queue it again (`mediagate requeue-failed`).
+    MediaStatus.SCAN_FAILED: frozenset({MediaStatus.UPLOADED}),
 }
 
 

@@ -198,7 +198,12 @@ class MediaPipeline:
         if reason is not None:
             log.warning("orphan upload rejected", extra={"key": record.file_key, "reason": reason})
             raise _Rejected(reason)
-        moved = await repo.transition(record.id, MediaStatus.UPLOADED, file_size=stored.size)
+        moved = await repo.transition(
+            record.id,
+            MediaStatus.UPLOADED,
+            only_from=MediaStatus.PENDING_UPLOAD,
+            file_size=stored.size,
+        )
         return moved or await repo.find_by_key(record.file_key)
 
     async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:

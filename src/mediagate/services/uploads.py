@@ -132,6 +132,7 @@ class UploadService:
             uploaded = await repo.transition(
                 record.id,
                 MediaStatus.UPLOADED,
+                only_from=MediaStatus.PENDING_UPLOAD,
                 alt_text=alt,
                 stage=stage or record.stage,
                 uploaded_at=self._clock(),
