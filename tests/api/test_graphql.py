@@ -141,3 +141,39 @@ async def test_health_endpoints(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz")).json() == {"status": "ok"}
     ready = await api.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"database": "ok", "broker": "ok"}
+
+
+async def test_metrics_for_prometheus(api: httpx.AsyncClient, tenant: Tenant) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.flow import request_upload
+
+    before = await api.get("/metrics")
+    await request_upload(api, tenant)
+    after = await api.get("/metrics")
+    assert after.status_code == 200 and after.headers["content-type"].startswith("text/plain")
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (sample.name, ",".join(sample.labels.values())): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    old, new = samples(before.text), samples(after.text)
+    assert (
+        new[("mediagate_media", "PENDING_UPLOAD")] == old[("mediagate_media", "PENDING_UPLOAD")] + 1
+    )
+    assert {status for name, status in new if name == "mediagate_media"} >= {
+        "PENDING_UPLOAD",
+        "UPLOADED",
+        "SCANNING",
+        "PROCESSING",
+        "COMPLETED",
+        "REJECTED",
+        "SCAN_FAILED",
+    }
+    assert ("mediagate_viruses_found", "") in new
+    assert any(
+        name == "mediagate_queue_messages" and queue.endswith(".dead") for name, queue in new
+    )

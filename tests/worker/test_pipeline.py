@@ -409,3 +409,19 @@ async def test_operator_requeues_scan_failed_uploads(
     assert key in [job["fileKey"] for job in await drain_jobs(settings)]
     await pipeline.handle(key, 0)
     assert (await row(key)).status is MediaStatus.COMPLETED
+
+
+async def test_monitoring_counts_viruses_and_processing_time(
+    api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline
+) -> None:
+    from mediagate.db import media_repository as repo
+
+    before = await repo.viruses_found()
+    virus = await stage(api, tenant, media.eicar(), "v.jpg", "image/jpeg")
+    clean = await stage(api, tenant, media.fixture("landscape_8.jpg"), "c.jpg", "image/jpeg")
+    await pipeline.handle(virus, 0)
+    await pipeline.handle(clean, 0)
+    assert await repo.viruses_found() == before + 1
+    quantiles = await repo.processing_seconds(timedelta(hours=1))
+    assert set(quantiles) == {0.5, 0.95, 0.99}
+    assert 0 < quantiles[0.5] <= quantiles[0.95] <= quantiles[0.99] < 3600

@@ -35,6 +35,8 @@ from mediagate.config import Settings
 from mediagate.db import engine as db_engine
 from mediagate.db import media_repository
 from mediagate.events.publisher import JobPublisher
+from mediagate.observability import metrics
+from mediagate.services import monitoring
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
 
@@ -142,6 +144,13 @@ async def readyz(state: State) -> Response[dict[str, str]]:
     return Response(checks, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
 
+@get("/metrics", media_type=metrics.CONTENT_TYPE)
+async def metrics_endpoint(state: State) -> bytes:
+    """Prometheus scrape: uploads by status, viruses found, processing time, queue depth."""
+    services: Services = state.services
+    return metrics.render(await monitoring.snapshot(services.publisher))
+
+
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -179,7 +188,7 @@ def create_app(settings: Settings) -> Litestar:
         else None
     )
     return Litestar(
-        route_handlers=[graphql_endpoint, healthz, readyz],
+        route_handlers=[graphql_endpoint, healthz, readyz, metrics_endpoint],
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=MAX_BODY_BYTES,

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from piccolo.columns import Column
@@ -248,3 +248,36 @@ async def processing_lock(file_key: str) -> AsyncIterator[bool]:
                 await connection.execute(
                     "SELECT pg_advisory_unlock(hashtextextended($1, 0))", file_key
                 )
+
+
+async def status_counts() -> dict[MediaStatus, int]:
+    rows = await _pool().fetch(
+        "SELECT status::text AS status, count(*) AS n FROM session_media GROUP BY status"
+    )
+    counts = dict.fromkeys(MediaStatus, 0)
+    counts.update({MediaStatus(row["status"]): row["n"] for row in rows})
+    return counts
+
+
+async def viruses_found() -> int:
+    found: int = await _pool().fetchval(
+        "SELECT count(*) FROM session_media "
+        "WHERE status = 'REJECTED' AND rejection_reason LIKE 'virus detected:%'"
+    )
+    return found
+
+
+async def processing_seconds(window: timedelta) -> dict[float, float]:
+    """Quantiles of upload-to-completion time over the uploads completed within `window`."""
+    row = await _pool().fetchrow(
+        """
+        SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                 ORDER BY extract(epoch FROM processed_at - coalesce(uploaded_at, created_at))
+               ) AS q
+        FROM session_media
+        WHERE status = 'COMPLETED' AND processed_at > now() - $1::interval
+        """,
+        window,
+    )
+    values = row["q"] if row is not None else None
+    return dict(zip((0.5, 0.95, 0.99), values, strict=True)) if values else {}

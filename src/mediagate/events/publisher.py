@@ -13,6 +13,7 @@ from mediagate.events.messages import ProcessJob
 class JobPublisher:
     def __init__(self, connection: AbstractRobustConnection, settings: Settings) -> None:
         self._connection = connection
+        self._settings = settings
         self._queue = settings.media_queue
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
@@ -36,6 +37,15 @@ class JobPublisher:
         await self._channel.default_exchange.publish(
             message, routing_key=self._queue, mandatory=True
         )
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting on the media queue and the dead-letter queue."""
+        assert self._channel is not None, "connect() first"
+        depths = {}
+        for name in (self._queue, topology.dead_letter_queue_name(self._settings)):
+            queue = await self._channel.declare_queue(name, passive=True)
+            depths[name] = queue.declaration_result.message_count or 0
+        return depths
 
     @property
     def is_connected(self) -> bool:

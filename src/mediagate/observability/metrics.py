@@ -1,0 +1,60 @@
+"""Prometheus metrics, computed from the database and the broker at scrape time.
+
+Derived state rather than in-process counters: the numbers are the same whichever API
+process (or replica) answers the scrape, and survive restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    media_by_status: dict[str, int]
+    viruses_found: int
+    processing_seconds: dict[float, float]
+    queue_messages: dict[str, int]
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        media = GaugeMetricFamily(
+            "mediagate_media",
+            "Uploads by status (rates: use increase over time)",
+            labels=["status"],
+        )
+        for status, count in self._snapshot.media_by_status.items():
+            media.add_metric([status], count)
+        viruses = GaugeMetricFamily(
+            "mediagate_viruses_found", "Uploads rejected because the scanner found a virus"
+        )
+        viruses.add_metric([], self._snapshot.viruses_found)
+        latency = GaugeMetricFamily(
+            "mediagate_processing_seconds",
+            "Upload-to-COMPLETED time over the last hour",
+            labels=["quantile"],
+        )
+        for quantile, seconds in self._snapshot.processing_seconds.items():
+            latency.add_metric([str(quantile)], seconds)
+        queues = GaugeMetricFamily(
+            "mediagate_queue_messages", "Messages waiting in RabbitMQ", labels=["queue"]
+        )
+        for queue, count in self._snapshot.queue_messages.items():
+            queues.add_metric([queue], count)
+        return [media, viruses, latency, queues]
+
+
+def render(snapshot: Snapshot) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    return generate_latest(registry)

@@ -1,0 +1,25 @@
+"""What operators watch: the numbers behind /metrics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+from mediagate.db import media_repository as repo
+from mediagate.observability.metrics import Snapshot
+
+LATENCY_WINDOW = timedelta(hours=1)
+
+
+class QueueDepths(Protocol):
+    async def queue_depths(self) -> dict[str, int]: ...
+
+
+async def snapshot(broker: QueueDepths) -> Snapshot:
+    counts = await repo.status_counts()
+    return Snapshot(
+        media_by_status={status.value: count for status, count in counts.items()},
+        viruses_found=await repo.viruses_found(),
+        processing_seconds=await repo.processing_seconds(LATENCY_WINDOW),
+        queue_messages=await broker.queue_depths(),
+    )

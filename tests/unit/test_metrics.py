@@ -1,0 +1,25 @@
+"""Prometheus exposition of a monitoring snapshot."""
+
+
+def test_metrics_render_in_prometheus_text_format() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mediagate.observability.metrics import Snapshot, render
+
+    text = render(
+        Snapshot(
+            media_by_status={"COMPLETED": 3, "REJECTED": 1},
+            viruses_found=1,
+            processing_seconds={0.5: 1.25, 0.95: 4.0},
+            queue_messages={"q": 2, "q.dead": 0},
+        )
+    ).decode()
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("mediagate_media", ("COMPLETED",))] == 3
+    assert samples[("mediagate_processing_seconds", ("0.95",))] == 4.0
+    assert samples[("mediagate_queue_messages", ("q.dead",))] == 0
+    assert samples[("mediagate_viruses_found", ())] == 1
