@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from mediagate.auth.tokens import Principal
 from mediagate.config import Settings
@@ -34,6 +34,23 @@ class UploadTicket:
     upload_url: str
     file_key: str
     expires_in: int
+
+
+async def queue_for_processing(
+    publisher: Publisher, record: MediaRecord, *, only_from: MediaStatus, **changes: Any
+) -> MediaRecord | None:
+    """Move the row to UPLOADED and publish its processing job, in one transaction.
+
+    If the broker does not confirm the job, the change is rolled back: a row is never
+    UPLOADED without its job. None when the row was not in `only_from` any more.
+    """
+    async with repo.transaction():
+        uploaded = await repo.transition(
+            record.id, MediaStatus.UPLOADED, only_from=only_from, **changes
+        )
+        if uploaded is not None:
+            await publisher.publish(ProcessJob(record.id, record.file_key, record.session_id))
+    return uploaded
 
 
 def _utcnow() -> datetime:
@@ -126,28 +143,21 @@ class UploadService:
     async def _accept(
         self, record: MediaRecord, stage: str | None, alt: str | None, size: int
     ) -> MediaRecord:
-        # The job is published inside the transaction: if the broker does not confirm
-        # it, the row stays PENDING_UPLOAD and the client can simply confirm again.
-        async with repo.transaction():
-            uploaded = await repo.transition(
-                record.id,
-                MediaStatus.UPLOADED,
+        try:
+            uploaded = await queue_for_processing(
+                self._publisher,
+                record,
                 only_from=MediaStatus.PENDING_UPLOAD,
                 alt_text=alt,
                 stage=stage or record.stage,
                 uploaded_at=self._clock(),
                 file_size=size,
             )
-            if uploaded is None:
-                return await self._confirm_late(record, stage, alt)
-            try:
-                await self._publisher.publish(
-                    ProcessJob(record.id, record.file_key, record.session_id)
-                )
-            except Exception as error:
-                log.warning("publishing the processing job failed: %r", error)
-                raise ServiceUnavailable("the upload could not be queued; try again") from error
-        return uploaded
+        except Exception as error:
+            # Nothing was changed: the row is still PENDING_UPLOAD; confirming again works.
+            log.warning("queueing the upload failed: %r", error)
+            raise ServiceUnavailable("the upload could not be queued; try again") from error
+        return uploaded or await self._confirm_late(record, stage, alt)
 
     async def _confirm_late(
         self, record: MediaRecord, stage: str | None, alt: str | None
