@@ -33,7 +33,6 @@ from mediagate.api.resolvers import RESOLVERS
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
-from mediagate.db import media_repository
 from mediagate.events.publisher import JobPublisher
 from mediagate.observability import metrics
 from mediagate.services import monitoring
@@ -136,10 +135,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> Response[dict[str, str]]:
     """Readiness: the database answers and the broker connection is up."""
     services: Services = state.services
-    checks = {
-        "database": "ok" if await media_repository.ping() else "down",
-        "broker": "ok" if services.publisher.is_connected else "down",
-    }
+    checks = await monitoring.readiness(services.publisher)
     ready = all(value == "ok" for value in checks.values())
     return Response(checks, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 

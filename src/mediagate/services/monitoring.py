@@ -11,11 +11,22 @@ from mediagate.observability.metrics import Snapshot
 LATENCY_WINDOW = timedelta(hours=1)
 
 
-class QueueDepths(Protocol):
+class Broker(Protocol):
     async def queue_depths(self) -> dict[str, int]: ...
 
+    @property
+    def is_connected(self) -> bool: ...
 
-async def snapshot(broker: QueueDepths) -> Snapshot:
+
+async def readiness(broker: Broker) -> dict[str, str]:
+    """What /readyz reports: can this process reach the database and the broker?"""
+    return {
+        "database": "ok" if await repo.ping() else "down",
+        "broker": "ok" if broker.is_connected else "down",
+    }
+
+
+async def snapshot(broker: Broker) -> Snapshot:
     counts = await repo.status_counts()
     return Snapshot(
         media_by_status={status.value: count for status, count in counts.items()},
