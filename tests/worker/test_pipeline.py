@@ -425,3 +425,33 @@ async def test_monitoring_counts_viruses_and_processing_time(
     quantiles = await repo.processing_seconds(timedelta(hours=1))
     assert set(quantiles) == {0.5, 0.95, 0.99}
     assert 0 < quantiles[0.5] <= quantiles[0.95] <= quantiles[0.99] < 3600
+
+
+async def test_a_file_that_keeps_killing_workers_is_parked(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    scratch_root: Path,
+) -> None:
+    """Redelivered with the job half-done means the worker died; the third time, stop."""
+    from mediagate.scanning.clamav import ClamdScanner
+    from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS, DeadLetter
+
+    key = await stage(api, tenant, media.fixture("landscape_2.jpg"), "a.jpg", "image/jpeg")
+    # A scanner that never answers leaves the job half-done (SCANNING), as a crash would.
+    stuck = MediaPipeline(
+        settings,
+        store,
+        ClamdScanner("127.0.0.1", services.free_port(), 1),
+        scratch_root=scratch_root,
+    )
+    assert isinstance(await stuck.handle(key, 0), Retry)
+    for crash in range(1, MAX_CRASHED_ATTEMPTS):
+        assert isinstance(await stuck.handle(key, 0, redelivered=True), Retry)
+        assert (await row(key)).crashed_attempts == crash
+    parked = await stuck.handle(key, 0, redelivered=True)
+    assert isinstance(parked, DeadLetter) and "stopped 3 times" in parked.reason
+    record = await row(key)
+    assert record.status is MediaStatus.SCAN_FAILED
+    assert await store.head(key) is not None, "kept for review"

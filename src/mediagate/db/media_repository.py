@@ -41,6 +41,7 @@ class MediaRecord:
     width: int | None
     height: int | None
     duration_seconds: float | None
+    crashed_attempts: int
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> MediaRecord:
@@ -248,6 +249,16 @@ async def processing_lock(file_key: str) -> AsyncIterator[bool]:
                 await connection.execute(
                     "SELECT pg_advisory_unlock(hashtextextended($1, 0))", file_key
                 )
+
+
+async def count_crash(media_id: uuid.UUID) -> int:
+    """Record that a job on this upload died mid-way; returns how many have."""
+    rows = await (
+        SessionMedia.update({SessionMedia.crashed_attempts: SessionMedia.crashed_attempts + 1})
+        .where(SessionMedia.id == media_id)
+        .returning(SessionMedia.crashed_attempts)
+    )
+    return int(rows[0]["crashed_attempts"]) if rows else 0
 
 
 async def status_counts() -> dict[MediaStatus, int]:

@@ -54,6 +54,7 @@ class SessionMedia(Table, tablename="session_media"):
     width = Integer(null=True, default=None)
     height = Integer(null=True, default=None)
     duration_seconds = DoublePrecision(null=True, default=None)
+    crashed_attempts = Integer(default=0)
 
 
 TABLES: tuple[type[Table], ...] = (User, GarageSession, SessionMedia)

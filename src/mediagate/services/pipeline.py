@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # An event whose row is not visible yet is retried this many times before the
 # object counts as an orphan.
 ORPHAN_RETRIES = 2
+# A job found half-done on a redelivered message means its worker died. After this many,
+# the file is assumed to crash workers (a decoder bug it triggers) and is parked.
+MAX_CRASHED_ATTEMPTS = 3
 SCRATCH_PREFIX = "mediagate-"
 
 
@@ -128,14 +131,15 @@ class MediaPipeline:
             shutil.rmtree(path, ignore_errors=True)
         return len(stale)
 
-    async def handle(self, file_key: str, attempt: int) -> Outcome:
-        """Process one upload; `attempt` counts earlier tries of the same message."""
+    async def handle(self, file_key: str, attempt: int, redelivered: bool = False) -> Outcome:
+        """Process one upload; `attempt` counts earlier tries of the same message, and
+        `redelivered` says the broker gave it back after a worker died holding it."""
         last_attempt = attempt >= len(self._settings.retry_delays_ms)
         try:
             async with repo.processing_lock(file_key) as locked:
                 if not locked:
                     return Done("another worker is processing this upload")
-                return await self._process(file_key, attempt)
+                return await self._process(file_key, attempt, redelivered)
         except ScannerUnavailable as error:
             log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
             if not last_attempt:
@@ -157,10 +161,16 @@ class MediaPipeline:
         except Exception:
             log.exception("could not record SCAN_FAILED", extra={"key": file_key})
 
-    async def _process(self, file_key: str, attempt: int) -> Outcome:
+    async def _process(self, file_key: str, attempt: int, redelivered: bool) -> Outcome:
         record = await repo.find_by_key(file_key)
         if record is None:
             return await self._orphan(file_key, attempt)
+        if redelivered and record.status in (MediaStatus.SCANNING, MediaStatus.PROCESSING):
+            crashes = await repo.count_crash(record.id)
+            if crashes >= MAX_CRASHED_ATTEMPTS:
+                reason = f"processing stopped {crashes} times midway; the file is kept for review"
+                await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
+                return DeadLetter(reason)
         if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED):
             await self._store.delete(file_key)  # finishes a job that died after its commit
             return Done(f"already {record.status.value}")

@@ -77,7 +77,12 @@ class MediaConsumer:
             log.info(
                 "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
             )
-        outcome = worst([await self._pipeline.handle(item.file_key, attempt) for item in items])
+        outcome = worst(
+            [
+                await self._pipeline.handle(item.file_key, attempt, bool(message.redelivered))
+                for item in items
+            ]
+        )
         if isinstance(outcome, Retry):
             delays = self._settings.retry_delays_ms
             queue = retry_queue_name(self._settings, delays[min(attempt, len(delays) - 1)])
