@@ -165,12 +165,8 @@ class MediaPipeline:
         record = await repo.find_by_key(file_key)
         if record is None:
             return await self._orphan(file_key, attempt)
-        if redelivered and record.status in (MediaStatus.SCANNING, MediaStatus.PROCESSING):
-            crashes = await repo.count_crash(record.id)
-            if crashes >= MAX_CRASHED_ATTEMPTS:
-                reason = f"processing stopped {crashes} times midway; the file is kept for review"
-                await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
-                return DeadLetter(reason)
+        if redelivered and (parked := await self._park_if_it_keeps_crashing(record)):
+            return parked
         if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED):
             await self._store.delete(file_key)  # finishes a job that died after its commit
             return Done(f"already {record.status.value}")
@@ -186,6 +182,17 @@ class MediaPipeline:
         except _Rejected as rejection:
             await self._reject(record, str(rejection))
             return Done(f"rejected: {rejection}")
+
+    async def _park_if_it_keeps_crashing(self, record: MediaRecord) -> DeadLetter | None:
+        """A redelivered message whose job is half-done: its worker died mid-way."""
+        if record.status not in (MediaStatus.SCANNING, MediaStatus.PROCESSING):
+            return None
+        crashes = await repo.count_crash(record.id)
+        if crashes < MAX_CRASHED_ATTEMPTS:
+            return None
+        reason = f"processing stopped {crashes} times midway; the file is kept for review"
+        await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
+        return DeadLetter(reason)
 
     async def _orphan(self, file_key: str, attempt: int) -> Outcome:
         if not keys.is_upload_key(file_key):
