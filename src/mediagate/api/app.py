@@ -27,6 +27,7 @@ from mediagate.api.graphql.executor import (
     GraphQLExecutor,
     GraphQLRequest,
     RequestError,
+    client_error,
     load_schema,
 )
 from mediagate.api.resolvers import RESOLVERS
@@ -94,7 +95,7 @@ async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     request and response models (about a tenth of a request's CPU)."""
     http_scope = cast(HTTPScope, scope)
     if http_scope["method"] != "POST":
-        status, body = 405, {"errors": [_error("use POST", "BAD_REQUEST")]}
+        status, body = 405, {"errors": [client_error("use POST", "BAD_REQUEST")]}
     else:
         status, body = await _execute(http_scope, receive)
     start, payload = _json_response(status, body)
@@ -106,7 +107,7 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
     services: Services = scope["app"].state.services
     raw = await _read_body(receive)
     if raw is None:
-        return 413, {"errors": [_error("the body is too large", "BAD_REQUEST")]}
+        return 413, {"errors": [client_error("the body is too large", "BAD_REQUEST")]}
     try:
         graphql_request = GraphQLRequest.from_json(msgspec.json.decode(raw))
         context = RequestContext(
@@ -116,13 +117,9 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
         )
         return 200, await services.executor.run(graphql_request, context)
     except msgspec.DecodeError:
-        return 400, {"errors": [_error("the body is not JSON", "BAD_REQUEST")]}
+        return 400, {"errors": [client_error("the body is not JSON", "BAD_REQUEST")]}
     except RequestError as error:
         return 400, {"errors": error.errors}
-
-
-def _error(message: str, code: str) -> dict[str, Any]:
-    return {"message": message, "extensions": {"code": code}}
 
 
 @get("/healthz")

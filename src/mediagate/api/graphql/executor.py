@@ -58,18 +58,23 @@ class GraphQLRequest:
     def from_json(cls, payload: Any) -> GraphQLRequest:
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
             raise RequestError(
-                [_error("the body must be a JSON object with a 'query' string", "BAD_REQUEST")]
+                [
+                    client_error(
+                        "the body must be a JSON object with a 'query' string", "BAD_REQUEST"
+                    )
+                ]
             )
         variables = payload.get("variables")
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
-            raise RequestError([_error("'variables' must be an object", "BAD_REQUEST")])
+            raise RequestError([client_error("'variables' must be an object", "BAD_REQUEST")])
         if operation_name is not None and not isinstance(operation_name, str):
-            raise RequestError([_error("'operationName' must be a string", "BAD_REQUEST")])
+            raise RequestError([client_error("'operationName' must be a string", "BAD_REQUEST")])
         return cls(payload["query"], variables, operation_name)
 
 
-def _error(message: str, code: str) -> dict[str, Any]:
+def client_error(message: str, code: str) -> dict[str, Any]:
+    """An error entry for failures outside GraphQL execution (bad HTTP body, method, size)."""
     return {"message": message, "extensions": {"code": code}}
 
 
