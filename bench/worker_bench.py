@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 from tests.conftest import make_env  # noqa: E402
 from tests.support import media, services  # noqa: E402
-from tests.support.worker_process import wait_until  # noqa: E402
+from tests.support.broker import consumers_at_least  # noqa: E402
+from tests.support.worker_process import wait_for_status, wait_until  # noqa: E402
 
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
@@ -48,17 +49,6 @@ from mediagate.processing.video import _convert_command, probe  # noqa: E402
 from mediagate.scanning.clamav import ClamdScanner  # noqa: E402
 from mediagate.storage.object_store import ObjectStore  # noqa: E402
 from mediagate.storage.setup import setup_storage  # noqa: E402
-
-
-async def consumers(settings: Settings, expected: int) -> bool:
-    import aio_pika
-
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(settings.media_queue, passive=True)
-        return queue.declaration_result.consumer_count >= expected
-
 
 # ---------------------------------------------------------------- inputs
 
@@ -248,17 +238,14 @@ async def throughput(
     await db_engine.start_pool(engine, 4)
     publisher = await JobPublisher.connect(settings)
     try:
-        await wait_until(lambda: consumers(settings, workers), "workers did not start", 60)
+        await wait_until(lambda: consumers_at_least(settings, workers), "no workers", 60)
         started = time.perf_counter()
         for key in keys_:
             record = await repo.find_by_key(key)
             assert record is not None
             await publisher.publish(ProcessJob(record.id, key, record.session_id))
-        while True:
-            records = [await repo.find_by_key(key) for key in keys_]
-            if all(r is not None and r.status is MediaStatus.COMPLETED for r in records):
-                break
-            await asyncio.sleep(0.1)
+        for key in keys_:
+            await wait_for_status(key, MediaStatus.COMPLETED, timeout=600)
         elapsed = time.perf_counter() - started
     finally:
         await publisher.close()

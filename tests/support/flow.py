@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aio_pika
 import httpx
 
 from mediagate.config import Settings
 from tests.conftest import Tenant, graphql
+from tests.support.broker import drain
 
 GET_UPLOAD_URL = """
 mutation Upload($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String) {
@@ -103,11 +103,7 @@ async def upload(
 
 async def drain_jobs(settings: Settings) -> list[dict[str, Any]]:
     """Every message now on the media queue (removed from it)."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(settings.media_queue, ensure=True)
-        jobs = []
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            jobs.append({**json.loads(message.body), "_delivery_mode": message.delivery_mode})
-        return jobs
+    return [
+        {**json.loads(message.body), "_delivery_mode": message.delivery_mode}
+        for message in await drain(settings, settings.media_queue)
+    ]

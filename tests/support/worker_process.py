@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from urllib.parse import quote_plus
 
 import aio_pika
-import aiormq
+from aio_pika.abc import AbstractIncomingMessage
 
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain.status import MediaStatus
+from mediagate.events.topology import dead_letter_queue_name
+from tests.support.broker import consumers_at_least, drain
 
 
 class WorkerProcess:
@@ -35,7 +37,9 @@ class WorkerProcess:
 
     async def start(self, settings: Settings) -> None:
         self._spawn()
-        await wait_until(lambda: _consumers(settings), "the worker never started consuming")
+        await wait_until(
+            lambda: consumers_at_least(settings, 1), "the worker never started consuming"
+        )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -54,17 +58,6 @@ class WorkerProcess:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-
-
-async def _consumers(settings: Settings) -> bool:
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        try:
-            queue = await channel.declare_queue(settings.media_queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return False  # the worker has not declared it yet
-        return bool(queue.declaration_result.consumer_count)
 
 
 async def wait_until(condition: object, message: str, timeout: float = 90.0) -> None:
@@ -146,14 +139,5 @@ async def publish_as_minio(settings: Settings, body: bytes) -> None:
         )
 
 
-async def dead_letters(settings: Settings) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    from mediagate.events.topology import dead_letter_queue_name
-
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(dead_letter_queue_name(settings))
-        found = []
-        while (message := await queue.get(no_ack=True, fail=False)) is not None:
-            found.append(message)
-        return found
+async def dead_letters(settings: Settings) -> list[AbstractIncomingMessage]:
+    return await drain(settings, dead_letter_queue_name(settings))

@@ -15,6 +15,7 @@ from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
 from tests.support import media, services
+from tests.support.broker import queue_state
 from tests.support.flow import confirm, drain_jobs, upload
 from tests.support.worker_process import (
     WorkerProcess,
@@ -22,6 +23,7 @@ from tests.support.worker_process import (
     minio_event,
     publish_as_minio,
     wait_for_status,
+    wait_until,
 )
 from tests.worker.conftest import stage
 
@@ -85,16 +87,9 @@ async def test_event_twice_plus_confirm_end_in_one_result(
 
 
 async def _queue_idle(settings: Settings) -> None:
-    import aio_pika
-
-    from tests.support.worker_process import wait_until
-
     async def idle() -> bool:
-        connection = await aio_pika.connect(settings.amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(settings.media_queue, passive=True)
-            return queue.declaration_result.message_count == 0
+        state = await queue_state(settings)
+        return state is not None and state.messages == 0
 
     await wait_until(idle, "the media queue never emptied")
 
@@ -155,8 +150,6 @@ async def test_malformed_messages_end_in_the_dead_letter_queue(
         return len(found) >= 2 or bool(found.extend(await dead_letters(settings)))
 
     found: list = []  # type: ignore[type-arg]
-    from tests.support.worker_process import wait_until
-
     await wait_until(two_dead, "malformed messages were not dead-lettered")
     reasons = sorted(m.headers["x-mediagate-reason"] for m in found)  # type: ignore[index]
     assert reasons[0].startswith("neither a processing job") and reasons[1].startswith("not JSON")
@@ -198,8 +191,6 @@ async def test_sigterm_lets_the_job_in_flight_finish(
 async def test_worker_heartbeat_for_container_healthchecks(
     env: dict[str, str], settings: Settings, clamd: services.Clamd, tmp_path: Path
 ) -> None:
-    from tests.support.worker_process import wait_until
-
     heartbeat = tmp_path / "alive"
     process = WorkerProcess(env, "--heartbeat", str(heartbeat))
     await process.start(settings)
@@ -219,8 +210,6 @@ async def test_retries_go_through_the_delay_queues_then_an_orphan_is_deleted(
 ) -> None:
     """No row for the key: retried via the TTL queues (100 ms, 200 ms), then deleted."""
     import uuid
-
-    from tests.support.worker_process import wait_until
 
     key = f"sessions/{uuid.uuid4()}/general/{uuid.uuid4()}.jpg"
     source = tmp_path / "orphan.jpg"
