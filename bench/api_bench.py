@@ -105,7 +105,7 @@ async def insert_cost_us(
     settings: Settings, organization: uuid.UUID, session_id: uuid.UUID, user: uuid.UUID
 ) -> tuple[float, float]:
     """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers."""
-    engine = db_engine.bind_engine(settings, durable_commits=False)  # as the API runs
+    engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, settings.db_pool_size)
     expires = datetime.now(UTC) + timedelta(minutes=5)
 

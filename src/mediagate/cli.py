@@ -92,22 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from mediagate.api.http_server import serve
 
-    from mediagate.api.app import create_app
-
-    common = {"host": args.host, "port": args.port, "loop": "uvloop", "http": "httptools"}
-    if args.workers > 1:
-        # Each worker process builds its own app (and reads its settings once) at start.
-        uvicorn.run(
-            "mediagate.api.asgi:create_app_from_environment",
-            factory=True,
-            workers=args.workers,
-            access_log=False,
-            **common,
-        )
-    else:
-        uvicorn.run(create_app(settings), access_log=False, **common)
+    serve(settings, args.host, args.port, args.workers)
     return 0
 
 

@@ -44,7 +44,13 @@ class Settings:
     graphql_introspection: bool
     graphql_max_depth: int
     graphql_max_aliases: int
+    graphql_max_selections: int
+    graphql_max_fragment_spreads: int
     db_pool_size: int
+    http_header_timeout: float
+    http_body_timeout: float
+    http_keepalive_timeout: int
+    http_max_connections: int
     media_queue: str
     bucket_events_exchange: str
     bucket_events_exchange_type: str
@@ -204,7 +210,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graphql_introspection=env.flag("GRAPHQL_INTROSPECTION", False),
         graphql_max_depth=env.positive_int("GRAPHQL_MAX_DEPTH", 8),
         graphql_max_aliases=env.positive_int("GRAPHQL_MAX_ALIASES", 10),
+        graphql_max_selections=env.positive_int("GRAPHQL_MAX_SELECTIONS", 200),
+        graphql_max_fragment_spreads=env.positive_int("GRAPHQL_MAX_FRAGMENT_SPREADS", 30),
         db_pool_size=env.positive_int("DB_POOL_SIZE", 20),
+        http_header_timeout=env.positive_float("HTTP_HEADER_TIMEOUT", 10.0),
+        http_body_timeout=env.positive_float("HTTP_BODY_TIMEOUT", 10.0),
+        http_keepalive_timeout=env.positive_int("HTTP_KEEPALIVE_TIMEOUT", 5),
+        http_max_connections=env.positive_int("HTTP_MAX_CONNECTIONS", 1000),
         media_queue=env.text("MEDIA_QUEUE", "mediagate.media"),
         bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
         bucket_events_exchange_type=exchange_type,

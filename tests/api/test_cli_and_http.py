@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -80,8 +81,7 @@ def test_bad_cli_arguments_are_refused(env: dict[str, str]) -> None:
     assert result.returncode == 2 and "not a UUID" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
+def _serve(env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [*MEDIAGATE, "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -102,6 +102,79 @@ def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Itera
     process.terminate()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
     assert process.wait(timeout=30) in (0, -15)
+
+
+@pytest.fixture(scope="module")
+def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
+    yield from _serve(env)
+
+
+HEADER_TIMEOUT = 1.0
+MAX_CONNECTIONS = 50
+
+
+@pytest.fixture(scope="module")
+def bounded_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
+    limits = {
+        "HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "HTTP_BODY_TIMEOUT": str(HEADER_TIMEOUT),
+        "HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "HTTP_KEEPALIVE_TIMEOUT": "60",
+    }
+    yield from _serve({**env, **limits})
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """What the server sent before closing; a generous bound only catches a server
+    that never closes (the limits under test are one second)."""
+    return await asyncio.wait_for(reader.read(), timeout=60)
+
+
+async def test_slow_headers_and_excess_connections_are_cut(bounded_api: str) -> None:
+    port = int(bounded_api.rsplit(":", 1)[1])
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(101)]
+    for _reader, writer in connections:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        await writer.drain()
+    started = time.monotonic()
+    answers = await asyncio.gather(*(_closed_by_server(reader) for reader, _ in connections))
+    # Every one closed without an answer: 51 over the cap at once, 50 at the deadline.
+    assert answers == [b""] * 101
+    assert time.monotonic() - started >= HEADER_TIMEOUT / 2
+    for _reader, writer in connections:
+        writer.close()
+    async with httpx.AsyncClient(base_url=bounded_api) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_excess_connections_are_closed_at_once(bounded_api: str) -> None:
+    port = int(bounded_api.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    for held_reader, held_writer in held:
+        # A whole request: the connection then idles under the (long) keep-alive limit.
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await held_reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    # A complete request that gets no answer at all: the connection was over the cap.
+    assert await _closed_by_server(reader) == b""
+    for _, held_writer in held:
+        held_writer.close()
+    writer.close()
+
+
+async def test_a_slow_body_gets_408(bounded_api: str) -> None:
+    port = int(bounded_api.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: 100\r\n\r\n{\"query\": "
+    )
+    await writer.drain()
+    answer = await _closed_by_server(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"BAD_REQUEST" in answer
 
 
 async def test_upload_flow_over_real_http(

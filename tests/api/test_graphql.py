@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import httpx
 import pytest
-from graphql import GraphQLError
+from graphql import GraphQLError, parse
 
 from mediagate.api.context import authenticate
 from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format_error, load_schema
+from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
 from mediagate.api.resolvers import RESOLVERS
 from mediagate.errors import Forbidden
 from tests.conftest import Tenant, error_codes, graphql
@@ -60,6 +64,22 @@ async def test_non_json_and_malformed_bodies_are_bad_requests(api: httpx.AsyncCl
         assert error_codes(response.json()) == ["BAD_REQUEST"]
 
 
+@pytest.mark.parametrize("levels", [17, 1_000, 20_000])
+async def test_deeply_nested_variables_are_bad_requests(
+    api: httpx.AsyncClient, tenant: Tenant, levels: int
+) -> None:
+    nested = "[" * levels + "]" * levels
+    body = f'{{"query": {json.dumps(MEDIA)}, "variables": {{"id": {nested}}}}}'
+    response = await api.post(
+        "/graphql",
+        content=body.encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {tenant.token}"},
+    )
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+    assert "nest" in response.json()["errors"][0]["message"]
+
+
 async def test_oversized_bodies_and_other_methods_are_refused(api: httpx.AsyncClient) -> None:
     huge = await api.post("/graphql", content=b"{" + b" " * 70_000 + b"}")
     assert huge.status_code == 413 and error_codes(huge.json()) == ["BAD_REQUEST"]
@@ -74,10 +94,12 @@ async def test_introspection_is_off_by_default(api: httpx.AsyncClient) -> None:
     assert "introspection" in response.json()["errors"][0]["message"]
 
 
+LIMITS = DocumentLimits(max_depth=8, max_aliases=10, max_selections=200, max_spreads=30)
+
+
 def _executor(**limits: int) -> GraphQLExecutor:
     schema = load_schema(RESOLVERS, authenticate)
-    options = {"max_depth": 8, "max_aliases": 10, **limits}
-    return GraphQLExecutor(schema, introspection=True, **options)
+    return GraphQLExecutor(schema, introspection=True, limits=replace(LIMITS, **limits))
 
 
 def test_depth_limit_counts_through_fragments() -> None:
@@ -102,6 +124,51 @@ def test_fragment_cycles_do_not_hang_the_limits() -> None:
     assert {e["extensions"]["code"] for e in caught.value.errors} == {"GRAPHQL_VALIDATION_FAILED"}
 
 
+def _fan_out(fragments: int) -> str:
+    """Each fragment spreads the next one twice: 2**fragments fields once expanded."""
+    chain = " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} a{i}: __typename ...F{i + 1} }}"
+        for i in range(fragments)
+    )
+    return f"{{ ...F0 }} {chain} fragment F{fragments} on Query {{ __typename }}"
+
+
+def _work(query: str, limits: DocumentLimits) -> int:
+    meter = DocumentMeter(limits)
+    meter.check(parse(query))
+    return meter.nodes_visited
+
+
+def test_the_cost_check_is_linear_in_the_document_under_fragment_fan_out() -> None:
+    generous = replace(LIMITS, max_selections=10**12, max_aliases=10**12, max_spreads=10**6)
+    work = {n: _work(_fan_out(n), generous) for n in (10, 20, 40, 80)}
+    # Expanded, these documents ask for 2**10 .. 2**80 fields; the check visits each
+    # node and each fragment a bounded number of times.
+    for small, large in ((10, 20), (20, 40), (40, 80)):
+        assert work[large] <= 2.2 * work[small], work
+    assert work[80] < 20 * 80
+
+
+def test_fragment_fan_out_is_refused_as_over_budget() -> None:
+    executor = _executor()
+    with pytest.raises(RequestError) as caught:
+        executor.document(_fan_out(25))
+    assert caught.value.errors[0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert caught.value.errors[0]["message"] == "more than 30 fragment spreads"
+    with pytest.raises(RequestError) as caught:
+        executor.document(_fan_out(12))  # 24 spreads: within that limit, not the fields'
+    assert "selects more than 200 fields" in caught.value.errors[0]["message"]
+
+
+async def test_fan_out_without_a_token_leaves_the_server_answering(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post("/graphql", json={"query": _fan_out(28)})
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["GRAPHQL_VALIDATION_FAILED"]
+    assert (await api.get("/healthz")).status_code == 200
+
+
 def test_documents_are_parsed_and_validated_once() -> None:
     executor = _executor()
     first = executor.document("{ __typename }")
@@ -112,7 +179,7 @@ async def test_alias_limit(api: httpx.AsyncClient, tenant: Tenant) -> None:
     fields = " ".join(f'a{i}: media(id: "{tenant.session_id}") {{ id }}' for i in range(11))
     response = await api.post("/graphql", json={"query": "{ " + fields + " }"})
     assert response.status_code == 400
-    assert "aliases exceed" in response.json()["errors"][0]["message"]
+    assert response.json()["errors"][0]["message"] == "more than 10 aliases"
 
 
 async def test_huge_documents_are_refused_before_parsing_everything(api: httpx.AsyncClient) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from mediagate.api.graphql.executor import (
     client_error,
     load_schema,
 )
+from mediagate.api.graphql.limits import DocumentLimits
 from mediagate.api.resolvers import RESOLVERS
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
@@ -40,6 +43,8 @@ from mediagate.services import monitoring
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
 
+log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -49,6 +54,7 @@ class Services:
     uploads: UploadService
     verifier: TokenVerifier
     publisher: JobPublisher
+    body_timeout: float
 
 
 def _json_response(
@@ -67,7 +73,9 @@ def _json_response(
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None past MAX_BODY_BYTES (or when the client went away)."""
+    """The request body, or None past MAX_BODY_BYTES (or when the client went away).
+
+    The caller bounds the time it may take."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -105,7 +113,11 @@ async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
 
 async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, Any]]:
     services: Services = scope["app"].state.services
-    raw = await _read_body(receive)
+    try:
+        async with asyncio.timeout(services.body_timeout):
+            raw = await _read_body(receive)
+    except TimeoutError:
+        return 408, {"errors": [client_error("the body arrived too slowly", "BAD_REQUEST")]}
     if raw is None:
         return 413, {"errors": [client_error("the body is too large", "BAD_REQUEST")]}
     try:
@@ -118,8 +130,13 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
         return 200, await services.executor.run(graphql_request, context)
     except msgspec.DecodeError:
         return 400, {"errors": [client_error("the body is not JSON", "BAD_REQUEST")]}
+    except RecursionError:  # msgspec's own limit on nesting, far below the body limit
+        return 400, {"errors": [client_error("the body nests too deeply", "BAD_REQUEST")]}
     except RequestError as error:
         return 400, {"errors": error.errors}
+    except Exception:
+        log.exception("unexpected failure serving /graphql")
+        return 500, {"errors": [client_error("Internal server error", "INTERNAL_SERVER_ERROR")]}
 
 
 @get("/healthz")
@@ -147,7 +164,7 @@ async def metrics_endpoint(state: State) -> bytes:
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db_engine.bind_engine(settings, durable_commits=False)
+        engine = db_engine.bind_engine(settings)
         await db_engine.start_pool(engine, settings.db_pool_size)
         publisher = await JobPublisher.connect(settings)
         verifier = TokenVerifier(settings)
@@ -156,10 +173,16 @@ def create_app(settings: Settings) -> Litestar:
         executor = GraphQLExecutor(
             schema,
             introspection=settings.graphql_introspection,
-            max_depth=settings.graphql_max_depth,
-            max_aliases=settings.graphql_max_aliases,
+            limits=DocumentLimits(
+                max_depth=settings.graphql_max_depth,
+                max_aliases=settings.graphql_max_aliases,
+                max_selections=settings.graphql_max_selections,
+                max_spreads=settings.graphql_max_fragment_spreads,
+            ),
         )
-        app.state.services = Services(executor, uploads, verifier, publisher)
+        app.state.services = Services(
+            executor, uploads, verifier, publisher, settings.http_body_timeout
+        )
         # Long-lived start-up objects leave the collector's view, and young garbage is
         # collected less often: fewer, shorter pauses under load (tail latency).
         gc.collect()

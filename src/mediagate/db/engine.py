@@ -16,20 +16,13 @@ from mediagate.db.piccolo_app import APP_NAME
 from mediagate.db.tables import TABLES
 
 
-def bind_engine(settings: Settings, *, durable_commits: bool = True) -> PostgresEngine:
+def bind_engine(settings: Settings) -> PostgresEngine:
     """Create the engine from the settings and make every table (and Piccolo) use it.
 
-    `durable_commits=False` turns off synchronous_commit for this engine's sessions:
-    a commit returns before its WAL is flushed, so a database crash can lose the last
-    few hundred milliseconds of commits, never corrupt anything. The API uses it: every
-    state it writes is re-checked later (a lost pending row makes an orphan upload that
-    the worker deletes; a lost UPLOADED is redone by the worker from the object). The
-    worker keeps durable commits: an original is deleted only after COMPLETED is on disk.
+    Every commit is durable (synchronous_commit as the server sets it): a URL handed to
+    a client or an alt text confirmed must survive a database crash.
     """
-    config: dict[str, object] = {"dsn": settings.database_url}
-    if not durable_commits:
-        config["server_settings"] = {"synchronous_commit": "off"}
-    engine = PostgresEngine(config=config, log_queries=False)
+    engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
     os.environ["PICCOLO_CONF"] = piccolo_conf.__name__
     piccolo_conf.DB = engine
     tables: tuple[type[Table], ...] = (*TABLES, Migration)

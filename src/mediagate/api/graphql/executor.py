@@ -27,7 +27,7 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
-from mediagate.api.graphql.limits import query_limits_rule
+from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
 from mediagate.api.graphql.scalars import bind_scalars
 from mediagate.errors import ClientError
 
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_TOKENS = 2000
+# No input type of ours nests deeper than a few levels; graphql-core coerces variables
+# recursively, so depth is bounded before it sees them.
+MAX_VARIABLES_DEPTH = 16
 DOCUMENT_CACHE_SIZE = 256
 
 Resolver = Callable[..., Awaitable[Any]]
@@ -68,9 +71,32 @@ class GraphQLRequest:
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
             raise RequestError([client_error("'variables' must be an object", "BAD_REQUEST")])
+        if variables and _nesting(variables) > MAX_VARIABLES_DEPTH:
+            raise RequestError(
+                [
+                    client_error(
+                        f"'variables' nest deeper than {MAX_VARIABLES_DEPTH} levels", "BAD_REQUEST"
+                    )
+                ]
+            )
         if operation_name is not None and not isinstance(operation_name, str):
             raise RequestError([client_error("'operationName' must be a string", "BAD_REQUEST")])
         return cls(payload["query"], variables, operation_name)
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (iterative)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict | list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_VARIABLES_DEPTH:
+                break
+            children = current.values() if isinstance(current, dict) else current
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def client_error(message: str, code: str) -> dict[str, Any]:
@@ -143,10 +169,11 @@ def _guarded(resolver: Resolver, authenticate: Callable[[Any], Awaitable[None]])
 
 class GraphQLExecutor:
     def __init__(
-        self, schema: GraphQLSchema, *, introspection: bool, max_depth: int, max_aliases: int
+        self, schema: GraphQLSchema, *, introspection: bool, limits: DocumentLimits
     ) -> None:
         self._schema = schema
-        self._rules = [*specified_rules, query_limits_rule(max_depth, max_aliases)]
+        self._limits = limits
+        self._rules = list(specified_rules)
         if not introspection:
             self._rules.append(NoSchemaIntrospectionCustomRule)
         self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
@@ -171,7 +198,10 @@ class GraphQLExecutor:
         except GraphQLError as error:
             error.extensions = {"code": "GRAPHQL_PARSE_FAILED"}
             return [error]
-        failures = validate(self._schema, document, self._rules)
+        # The budget first: the standard rules only see documents of bounded cost.
+        failures = DocumentMeter(self._limits).check(document) or validate(
+            self._schema, document, self._rules
+        )
         for failure in failures:
             failure.extensions = {"code": "GRAPHQL_VALIDATION_FAILED"}
         return failures or document

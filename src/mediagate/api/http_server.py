@@ -1,0 +1,91 @@
+"""`mediagate serve`: uvicorn with the limits a public HTTP server needs.
+
+uvicorn bounds idle keep-alive connections but not a client that sends its headers
+slowly, nor how many connections one process holds. Both are added here, on uvicorn's
+own protocol class: a header deadline per request (from the connection's first byte,
+or the previous response, to the end of the headers) and a connection cap above which
+new connections are closed at once. The body deadline is the ASGI handler's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
+
+from mediagate.config import Settings
+
+
+class BoundedConfig(uvicorn.Config):
+    """uvicorn's config plus our two limits; picklable, so worker processes get them."""
+
+    def __init__(self, *args: Any, header_timeout: float, max_connections: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    config: BoundedConfig
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.config.max_connections:
+            transport.abort()
+            return
+        self._start_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _start_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(
+                self.config.header_timeout, self.transport.close
+            )
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Run the API until SIGTERM; several processes share one socket when `workers` > 1."""
+    from mediagate.api.app import create_app
+
+    # Each extra process builds its own app (and reads its settings once) at start.
+    app: Any = (
+        "mediagate.api.asgi:create_app_from_environment" if workers > 1 else create_app(settings)
+    )
+    config = BoundedConfig(
+        app,
+        factory=workers > 1,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http=BoundedHttpProtocol,
+        access_log=False,
+        timeout_keep_alive=int(settings.http_keepalive_timeout),
+        header_timeout=settings.http_header_timeout,
+        max_connections=settings.http_max_connections,
+    )
+    server = uvicorn.Server(config)
+    if workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
