@@ -58,6 +58,9 @@ class Settings:
     retry_delays_ms: tuple[int, ...]
     worker_prefetch: int
     video_time_limit: float
+    video_memory_limit: int
+    image_time_limit: float
+    image_memory_limit: int
     shutdown_grace: float
     log_level: str
 
@@ -226,6 +229,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         worker_prefetch=env.positive_int("WORKER_PREFETCH", 2),
         video_time_limit=env.positive_float("VIDEO_TIME_LIMIT", 600.0),
+        video_memory_limit=env.positive_int("VIDEO_MEMORY_LIMIT", 4096 * MIB),
+        image_time_limit=env.positive_float("IMAGE_TIME_LIMIT", 30.0),
+        image_memory_limit=env.positive_int("IMAGE_MEMORY_LIMIT", 1024 * MIB),
         shutdown_grace=env.positive_float("SHUTDOWN_GRACE", 30.0),
         log_level=env.text("LOG_LEVEL", "INFO").upper(),
     )

@@ -168,7 +168,7 @@ async def test_a_slow_body_gets_408(bounded_api: str) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Connection: close\r\nContent-Length: 100\r\n\r\n{\"query\": "
+        b'Connection: close\r\nContent-Length: 100\r\n\r\n{"query": '
     )
     await writer.drain()
     answer = await _closed_by_server(reader)

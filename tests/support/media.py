@@ -90,3 +90,29 @@ def noise_video(path: Path, target_bytes: int) -> Path:
             "0",
         ],
     )
+
+
+def progressive_jpeg(size: tuple[int, int], extra_scans: int = 0) -> bytes:
+    """A progressive JPEG of a gradient; `extra_scans` repeats its smallest scan, as an
+    attacker's file of hundreds of scans does (each one costs the decoder a pass)."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize(size).convert("RGB").save(
+        buffer, "JPEG", progressive=True, quality=90
+    )
+    data = buffer.getvalue()
+    end = data.rfind(b"\xff\xd9")
+    starts = []
+    found = data.find(b"\xff\xda")
+    while found != -1:
+        starts.append(found)
+        found = data.find(b"\xff\xda", found + 2)
+    scans = [data[a:b] for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    smallest = min(scans[1:], key=len)
+    return data[:end] + smallest * extra_scans + data[end:]
+
+
+def png_bomb(size: tuple[int, int] = (10_000, 8_000)) -> bytes:
+    """Mostly zeros: a few kB on disk, `size` pixels once decoded."""
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import pytest
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
+from mediagate.processing.images import reuse_image_memory
+from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
@@ -23,11 +26,22 @@ def scratch_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def decoders() -> Iterator[DecoderPool]:
+    pool = DecoderPool(2, initializer=reuse_image_memory)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
 def pipeline(
-    settings: Settings, store: ObjectStore, clamd: services.Clamd, scratch_root: Path
+    settings: Settings,
+    store: ObjectStore,
+    clamd: services.Clamd,
+    scratch_root: Path,
+    decoders: DecoderPool,
 ) -> MediaPipeline:
     scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
-    return MediaPipeline(settings, store, scanner, scratch_root=scratch_root)
+    return MediaPipeline(settings, store, scanner, decoders, scratch_root=scratch_root)
 
 
 async def stage(

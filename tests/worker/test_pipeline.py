@@ -6,6 +6,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from PIL import Image
 
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
+from mediagate.processing.isolation import DecoderPool
+from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import Done, MediaPipeline, Retry
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
@@ -349,7 +352,7 @@ async def test_event_for_an_upload_written_after_expiry_deletes_it(
 
 
 def test_stale_scratch_of_killed_jobs_is_removed(
-    settings: Settings, store: ObjectStore, tmp_path: Path
+    settings: Settings, store: ObjectStore, tmp_path: Path, decoders: DecoderPool
 ) -> None:
     import os
     import time
@@ -357,7 +360,7 @@ def test_stale_scratch_of_killed_jobs_is_removed(
     from mediagate.scanning.clamav import ClamdScanner
 
     pipeline = MediaPipeline(
-        settings, store, ClamdScanner("127.0.0.1", 1, 1), scratch_root=tmp_path
+        settings, store, ClamdScanner("127.0.0.1", 1, 1), decoders, scratch_root=tmp_path
     )
     stale, fresh, other = (
         tmp_path / name for name in ("mediagate-old", "mediagate-new", "keep-me")
@@ -380,6 +383,7 @@ async def test_operator_requeues_scan_failed_uploads(
     store: ObjectStore,
     pipeline: MediaPipeline,
     scratch_root: Path,
+    decoders: DecoderPool,
 ) -> None:
     import os
     import subprocess
@@ -390,7 +394,7 @@ async def test_operator_requeues_scan_failed_uploads(
     key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "a.jpg", "image/jpeg")
     await drain_jobs(settings)
     scanner_down = ClamdScanner("127.0.0.1", services.free_port(), 1)
-    outage = MediaPipeline(settings, store, scanner_down, scratch_root=scratch_root)
+    outage = MediaPipeline(settings, store, scanner_down, decoders, scratch_root=scratch_root)
     await outage.handle(key, len(settings.retry_delays_ms))
     assert (await row(key)).status is MediaStatus.SCAN_FAILED
 
@@ -433,6 +437,7 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
     tenant: Tenant,
     store: ObjectStore,
     scratch_root: Path,
+    decoders: DecoderPool,
 ) -> None:
     """Redelivered with the job half-done means the worker died; the third time, stop."""
     from mediagate.scanning.clamav import ClamdScanner
@@ -444,6 +449,7 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
         settings,
         store,
         ClamdScanner("127.0.0.1", services.free_port(), 1),
+        decoders,
         scratch_root=scratch_root,
     )
     assert isinstance(await stuck.handle(key, 0), Retry)
@@ -455,3 +461,62 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
     record = await row(key)
     assert record.status is MediaStatus.SCAN_FAILED
     assert await store.head(key) is not None, "kept for review"
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "content_type", "reason"),
+    [
+        (media.progressive_jpeg((400, 300), extra_scans=300), "s.jpg", "image/jpeg", "scans"),
+        (media.png_bomb(), "b.png", "image/png", "limit is 60000000"),
+    ],
+    ids=["jpeg-of-300-scans", "png-bomb"],
+)
+async def test_costly_images_are_refused_from_their_headers_before_the_scan(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    scratch_root: Path,
+    decoders: DecoderPool,
+    data: bytes,
+    filename: str,
+    content_type: str,
+    reason: str,
+) -> None:
+    key = await stage(api, tenant, data, filename, content_type)
+    # No scanner answers here: had the scan come first, this would be a Retry.
+    unscanned = MediaPipeline(
+        settings,
+        store,
+        ClamdScanner("127.0.0.1", services.free_port(), 1),
+        decoders,
+        scratch_root=scratch_root,
+    )
+    assert isinstance(await unscanned.handle(key, 0), Done)
+    await _assert_rejected(store, key, reason)
+
+
+async def test_an_image_that_decodes_too_long_is_rejected_and_the_worker_goes_on(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    scratch_root: Path,
+    decoders: DecoderPool,
+    clamd: services.Clamd,
+) -> None:
+    # 49 MP, within the pixel and scan limits: only its decoding time is too much for
+    # a limit of a fifth of a second.
+    slow = await stage(api, tenant, media.progressive_jpeg((7000, 7000)), "a.jpg", "image/jpeg")
+    fine = await stage(api, tenant, media.fixture("landscape_3.jpg"), "b.jpg", "image/jpeg")
+    hurried = MediaPipeline(
+        replace(settings, image_time_limit=0.2),
+        store,
+        ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout),
+        decoders,
+        scratch_root=scratch_root,
+    )
+    assert isinstance(await hurried.handle(slow, 0), Done)
+    await _assert_rejected(store, slow, "the image takes too long to decode")
+    assert isinstance(await hurried.handle(fine, 0), Done)
+    assert (await row(fine)).status is MediaStatus.COMPLETED

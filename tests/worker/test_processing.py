@@ -131,3 +131,20 @@ def test_mov_with_rotation_reports_displayed_dimensions(tmp_path: Path) -> None:
     result = sanitize_video(rotated, "video/quicktime", tmp_path / "o.mp4", tmp_path / "p.jpg", 30)
     assert result.remuxed and (result.width, result.height) == (240, 320)
     assert Image.open(io.BytesIO((tmp_path / "p.jpg").read_bytes())).format == "JPEG"
+
+
+def test_remux_drops_sei_user_data_where_cameras_hide_serials_and_gps(tmp_path: Path) -> None:
+    marker = b"SERIAL-4711-GPS-52.52N"
+    clip = media.make_video(
+        tmp_path / "in.mp4",
+        extra=[
+            "-bsf:v",
+            f"h264_metadata=sei_user_data=086f3693-b7b3-4f2c-9653-21492feee5b8+{marker.decode()}",
+        ],
+    )
+    assert marker in clip.read_bytes()
+    out = tmp_path / "o.mp4"
+    result = sanitize_video(clip, "video/mp4", out, tmp_path / "p.jpg", 30)
+    assert result.remuxed
+    assert marker not in out.read_bytes()
+    assert marker not in (tmp_path / "p.jpg").read_bytes()

@@ -20,6 +20,11 @@ from mediagate.processing.errors import UnacceptableMedia
 JPEG_QUALITY = 85
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse outright.
 MAX_PIXELS = 60_000_000
+# Decoding cost grows with every scan of a progressive JPEG (each one passes over the
+# whole image); cameras and encoders write about ten, mozjpeg's most aggressive ~20.
+MAX_JPEG_SCANS = 64
+_SOS_MARKER = b"\xff\xda"
+_READ_CHUNK = 1024 * 1024
 
 _PILLOW_FORMATS = {
     "image/jpeg": "JPEG",
@@ -56,6 +61,39 @@ def reuse_image_memory(blocks: int = REUSED_BLOCKS) -> None:
 class ImageResult:
     width: int
     height: int
+
+
+def check_decoding_cost(
+    source: Path, declared_type: str, max_pixels: int = MAX_PIXELS, max_scans: int = MAX_JPEG_SCANS
+) -> None:
+    """Refuse, from the headers alone, an image too expensive to decode (a bomb, a JPEG
+    of hundreds of scans). Anything unreadable passes: the decoder reports it later."""
+    try:
+        with Image.open(source, formats=[_PILLOW_FORMATS[declared_type]]) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
+        return
+    if width * height > max_pixels:
+        raise UnacceptableMedia(f"the image has {width}x{height} pixels; the limit is {max_pixels}")
+    scans = _jpeg_scans(source, max_scans) if declared_type == "image/jpeg" else 0
+    if scans > max_scans:
+        raise UnacceptableMedia(f"the JPEG has {scans} scans or more; the limit is {max_scans}")
+
+
+def _jpeg_scans(source: Path, stop_after: int) -> int:
+    """Start-of-scan markers, counted up to `stop_after` + 1. Entropy-coded data never
+    holds one (0xFF is stuffed there), so this over-counts only embedded thumbnails."""
+    scans = 0
+    previous = b""
+    with source.open("rb") as stream:
+        while chunk := stream.read(_READ_CHUNK):
+            window = previous + chunk
+            scans += window.count(_SOS_MARKER)
+            if scans > stop_after:
+                break
+            # Keep the last byte so a marker split across two reads is seen once.
+            previous = chunk[-1:] if chunk[-1:] == b"\xff" else b""
+    return scans
 
 
 def sanitize_image(

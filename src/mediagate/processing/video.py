@@ -9,6 +9,7 @@ metadata; input that already is H.264/AAC in MP4/MOV is remuxed, not re-encoded.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ def _run(args: list[str], time_limit: float) -> str:
         )
     except subprocess.TimeoutExpired:
         raise ProcessingTimeout(f"{args[0]} took longer than {time_limit:.0f} s") from None
+    if finished.returncode == -signal.SIGXCPU:  # the CPU limit its decoder process set
+        raise ProcessingTimeout("the video takes too long to decode")
     if finished.returncode != 0:
         detail = finished.stderr.decode(errors="replace").strip().splitlines()
         raise UnacceptableMedia(f"{args[0]} could not process the video: {detail[-1:] or '?'}")
@@ -129,7 +132,9 @@ def _convert_command(
     stream = ffmpeg.input(f"file:{source}", f=_DEMUXERS[declared_type], **_SAFE_INPUT)
     streams = [stream["v:0"]] + ([stream["a:0"]] if found.audio_codec else [])
     if remux:
-        codecs: dict[str, Any] = {"c": "copy"}
+        # SEI NAL units (type 6) carry encoder and camera user data (serial numbers,
+        # GPS on some devices): the copied H.264 stream leaves without them.
+        codecs: dict[str, Any] = {"c": "copy", "bsf:v": "filter_units=remove_types=6"}
     else:
         codecs = {
             "vcodec": "libx264",
@@ -137,6 +142,7 @@ def _convert_command(
             "crf": 23,
             "pix_fmt": "yuv420p",
             "vf": "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            "a53cc": 0,  # libx264 would carry the input's closed-caption side data over
             "acodec": "aac",
             "audio_bitrate": "128k",
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -29,7 +30,8 @@ from mediagate.domain import keys, validation
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
 from mediagate.processing.errors import UnacceptableMedia
-from mediagate.processing.images import sanitize_image
+from mediagate.processing.images import check_decoding_cost, sanitize_image
+from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
 from mediagate.processing.video import sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
@@ -105,12 +107,27 @@ class MediaPipeline:
         settings: Settings,
         store: ObjectStore,
         scanner: ClamdScanner,
+        decoders: DecoderPool,
         clock: Callable[[], datetime] = _utcnow,
         scratch_root: Path | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._scanner = scanner
+        self._decoders = decoders
+        self._image_limits = Limits(
+            settings.image_time_limit,
+            settings.image_time_limit,
+            settings.image_memory_limit,
+            "the image",
+        )
+        # ffmpeg's threads share one CPU budget: allow every core for the whole time.
+        self._video_limits = Limits(
+            settings.video_time_limit,
+            settings.video_time_limit * (os.cpu_count() or 1),
+            settings.video_memory_limit,
+            "the video",
+        )
         self._clock = clock
         self._scratch_root = scratch_root  # None: the system's temp directory
 
@@ -233,6 +250,8 @@ class MediaPipeline:
             record = await self._move(record, MediaStatus.SCANNING)
             with timings.stage("download"):
                 checksum = await self._download(record, original)
+            with timings.stage("inspect"):
+                await self._check_decoding_cost(record, original)
             with timings.stage("scan"):
                 verdict = await asyncio.to_thread(self._scanner.scan_file, original)
             if isinstance(verdict, Infected):
@@ -277,21 +296,29 @@ class MediaPipeline:
             raise
         return download.sha256
 
+    async def _check_decoding_cost(self, record: MediaRecord, original: Path) -> None:
+        """Before the scan: a bomb costs neither clamd nor the decoder."""
+        if MEDIA_TYPES[record.content_type].kind is not MediaKind.IMAGE:
+            return
+        try:
+            await self._decoders.call(
+                check_decoding_cost, (original, record.content_type), self._image_limits
+            )
+        except UnacceptableMedia as error:
+            raise _Rejected(str(error)) from None
+
     async def _sanitize(self, record: MediaRecord, original: Path, scratch: Path) -> _Output:
         processed = scratch / "processed"
         if MEDIA_TYPES[record.content_type].kind is MediaKind.IMAGE:
-            image = await asyncio.to_thread(
-                sanitize_image, original, record.content_type, processed
+            image = await self._decoders.call(
+                sanitize_image, (original, record.content_type, processed), self._image_limits
             )
             return _Output(processed, "image/jpeg", image.width, image.height)
         poster = scratch / "poster.jpg"
-        video = await asyncio.to_thread(
+        video = await self._decoders.call(
             sanitize_video,
-            original,
-            record.content_type,
-            processed,
-            poster,
-            self._settings.video_time_limit,
+            (original, record.content_type, processed, poster, self._settings.video_time_limit),
+            self._video_limits,
         )
         return _Output(
             processed, "video/mp4", video.width, video.height, poster, video.duration_seconds

@@ -14,6 +14,7 @@ from mediagate.config import Settings
 from mediagate.db import engine as db_engine
 from mediagate.events import topology
 from mediagate.processing.images import reuse_image_memory
+from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
@@ -35,10 +36,10 @@ async def _beat(path: Path, connection: AbstractRobustConnection) -> None:
 
 
 async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
-    reuse_image_memory()
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
     await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)
+    decoders = DecoderPool(settings.worker_prefetch, initializer=reuse_image_memory)
     connection = await aio_pika.connect_robust(settings.amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -47,7 +48,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
         if not await asyncio.to_thread(scanner.ping):
             log.warning("clamd does not answer; scans fail closed until it does")
-        pipeline = MediaPipeline(settings, ObjectStore(settings), scanner)
+        pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
         if removed := pipeline.remove_stale_scratch(longest_job):
             log.warning("removed scratch directories of killed jobs", extra={"count": removed})
@@ -67,6 +68,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()
+        decoders.close()
         await engine.close_connection_pool()
     log.info("worker stopped")
     return 0

@@ -1,0 +1,194 @@
+"""Decoders run in child processes under a wall-clock, CPU and address-space limit.
+
+A file controls how long a decoder runs and how much it allocates (progressive JPEGs
+with hundreds of scans, decompression bombs, pathological video). Each decoder child
+is long-lived (it keeps Pillow loaded and its memory warm) and runs one call at a
+time; before each call it lowers its own RLIMIT_CPU and RLIMIT_AS, which ffmpeg
+children inherit. The parent waits at most the wall-clock limit, then kills the
+child's whole process group and starts a fresh one for the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import resource
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from mediagate.processing.errors import UnacceptableMedia
+
+T = TypeVar("T")
+
+_PR_SET_PDEATHSIG = 1
+STARTUP_SECONDS = 60.0
+# A spawned interpreter imports only what the calls need: no copy of the worker's
+# threads, sockets or event loop.
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    wall_seconds: float
+    cpu_seconds: float
+    memory_bytes: int
+    # Shown to the client when the limit is hit.
+    what: str = "the file"
+
+
+class DecodeTimeout(UnacceptableMedia):
+    """The decoder ran past its wall-clock or CPU limit."""
+
+
+class DecoderCrashed(Exception):
+    """The child died for a reason that is not a limit: not the file's fault for sure."""
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF still ends the loop
+        pass
+
+
+def _apply(limits: Limits) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime)
+    # Soft limits only: the hard ones stay, so the next call can set its own.
+    _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    _, as_hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_CPU, (used + int(limits.cpu_seconds) + 1, cpu_hard))
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, as_hard))
+
+
+def _lift() -> None:
+    for limit in (resource.RLIMIT_CPU, resource.RLIMIT_AS):
+        _, hard = resource.getrlimit(limit)
+        resource.setrlimit(limit, (hard, hard))
+
+
+def _serve(connection: Connection, initializer: Callable[[], None] | None) -> None:
+    """The child's loop: one call at a time until the parent goes away."""
+    os.setpgrp()  # ffmpeg children join our group: one kill ends them all
+    _die_with_parent()
+    if initializer is not None:
+        initializer()
+    connection.send("ready")
+    while True:
+        try:
+            function, args, limits = connection.recv()
+        except EOFError:
+            return
+        _apply(limits)
+        try:
+            reply: tuple[str, Any] = ("ok", function(*args))
+        except UnacceptableMedia as error:
+            reply = ("unacceptable", str(error))
+        except MemoryError:
+            reply = ("unacceptable", f"{limits.what} needs more memory than allowed to decode")
+        except Exception as error:
+            reply = ("error", repr(error))
+        finally:
+            _lift()
+        connection.send(reply)
+
+
+class Decoder:
+    """One child process; `call` is blocking (run it in a thread)."""
+
+    def __init__(self, initializer: Callable[[], None] | None = None) -> None:
+        self._initializer = initializer
+        self._process: Any = None
+        self._connection: Connection | None = None
+
+    def _start(self) -> Connection:
+        if self._connection is None or self._process is None or not self._process.is_alive():
+            ours, theirs = _CONTEXT.Pipe()
+            self._process = _CONTEXT.Process(
+                target=_serve, args=(theirs, self._initializer), daemon=True
+            )
+            self._process.start()
+            theirs.close()
+            # Start-up (an interpreter, Pillow) is not the file's time: wait it out first.
+            if not ours.poll(STARTUP_SECONDS) or ours.recv() != "ready":
+                self.kill()
+                raise DecoderCrashed("the decoder process did not start")
+            self._connection = ours
+        return self._connection
+
+    def call(self, function: Callable[..., T], args: tuple[Any, ...], limits: Limits) -> T:
+        connection = self._start()
+        connection.send((function, args, limits))
+        if not connection.poll(limits.wall_seconds):
+            self.kill()
+            self._forget()
+            raise DecodeTimeout(f"{limits.what} takes too long to decode")
+        try:
+            kind, value = connection.recv()
+        except EOFError:
+            self._process.join(timeout=5)
+            code = self._process.exitcode
+            self._forget()
+            raise self._death(code, limits) from None
+        if kind == "ok":
+            return value  # type: ignore[no-any-return]
+        if kind == "unacceptable":
+            raise UnacceptableMedia(value)
+        raise DecoderCrashed(value)
+
+    @staticmethod
+    def _death(code: int | None, limits: Limits) -> Exception:
+        if code in (-signal.SIGXCPU, -signal.SIGKILL):
+            return DecodeTimeout(f"{limits.what} takes too long to decode")
+        return DecoderCrashed(f"the decoder process died (exit code {code})")
+
+    def kill(self) -> None:
+        """End the child and everything it started; a call waiting on it ends at once."""
+        if self._process is not None and self._process.pid is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._process.join(timeout=5)
+
+    def close(self) -> None:
+        self.kill()
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+
+
+class DecoderPool:
+    """As many decoders as jobs run at once; a cancelled call kills its decoder."""
+
+    def __init__(self, size: int, initializer: Callable[[], None] | None = None) -> None:
+        self._idle: asyncio.Queue[Decoder] = asyncio.Queue()
+        self._all = [Decoder(initializer) for _ in range(size)]
+        for decoder in self._all:
+            self._idle.put_nowait(decoder)
+
+    async def call(self, function: Callable[..., T], args: tuple[Any, ...], limits: Limits) -> T:
+        decoder = await self._idle.get()
+        running = asyncio.ensure_future(asyncio.to_thread(decoder.call, function, args, limits))
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # Killed, the child's pipe closes and the waiting thread returns; the
+            # decoder goes back to the pool only then, ready to start afresh.
+            decoder.kill()
+            await asyncio.gather(running, return_exceptions=True)
+            raise
+        finally:
+            self._idle.put_nowait(decoder)
+
+    def close(self) -> None:
+        for decoder in self._all:
+            decoder.close()

@@ -1,0 +1,92 @@
+"""Decoders in child processes: wall-clock, CPU and memory limits, and kills that reach
+every process the decoder started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.isolation import Decoder, DecoderPool, DecodeTimeout, Limits
+
+GIB = 1024**3
+ROOMY = Limits(wall_seconds=120, cpu_seconds=120, memory_bytes=2 * GIB)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def allocate(size: int) -> int:
+    return len(bytearray(size))
+
+
+def start_and_wait(pid_file: Path) -> None:
+    """Like a decoder running ffmpeg: a grandchild process that outlives nothing."""
+    child = subprocess.Popen(["sleep", "600"])
+    pid_file.write_text(str(child.pid))
+    child.wait()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # a zombie has already exited
+
+
+@pytest.fixture
+def decoder() -> Decoder:
+    return Decoder()
+
+
+def test_a_call_past_the_wall_clock_limit_is_killed(decoder: Decoder) -> None:
+    with pytest.raises(DecodeTimeout, match="the image takes too long to decode"):
+        decoder.call(spin, (), Limits(1, 120, 2 * GIB, "the image"))
+    # The next call gets a fresh child.
+    assert decoder.call(allocate, (10,), ROOMY) == 10
+    decoder.close()
+
+
+def test_a_call_past_the_cpu_limit_is_killed(decoder: Decoder) -> None:
+    with pytest.raises(DecodeTimeout, match="takes too long"):
+        decoder.call(spin, (), Limits(wall_seconds=600, cpu_seconds=1, memory_bytes=2 * GIB))
+    assert decoder.call(allocate, (10,), ROOMY) == 10
+    decoder.close()
+
+
+def test_a_call_past_the_memory_limit_is_refused(decoder: Decoder) -> None:
+    limits = Limits(wall_seconds=120, cpu_seconds=120, memory_bytes=GIB // 2, what="the image")
+    with pytest.raises(UnacceptableMedia, match="needs more memory than allowed"):
+        decoder.call(allocate, (GIB,), limits)
+    # The limit was for that call only.
+    assert decoder.call(allocate, (GIB,), ROOMY) == GIB
+    decoder.close()
+
+
+def test_a_kill_reaches_the_processes_the_decoder_started(decoder: Decoder, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    with pytest.raises(DecodeTimeout):
+        decoder.call(start_and_wait, (pid_file,), Limits(2, 120, 2 * GIB))
+    assert _gone(int(pid_file.read_text()))
+    decoder.close()
+
+
+async def test_a_cancelled_call_kills_its_decoder_and_the_pool_recovers(tmp_path: Path) -> None:
+    pool = DecoderPool(1)
+    pid_file = tmp_path / "pid"
+    call = asyncio.create_task(pool.call(start_and_wait, (pid_file,), ROOMY))
+    while not pid_file.exists() or not pid_file.read_text():
+        await asyncio.sleep(0.05)  # polling for the child's own report, not a delay
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert _gone(int(pid_file.read_text()))
+    assert await pool.call(os.getpid, (), ROOMY) != os.getpid()
+    pool.close()
