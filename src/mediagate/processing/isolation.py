@@ -11,6 +11,7 @@ child's whole process group and starts a fresh one for the next call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -50,10 +51,9 @@ class DecoderCrashed(Exception):
 
 
 def _die_with_parent() -> None:
-    try:
+    # Not on Linux: the pipe's EOF still ends the loop, after the call in progress.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the pipe's EOF still ends the loop
-        pass
 
 
 def _apply(limits: Limits) -> None:
@@ -150,10 +150,8 @@ class Decoder:
     def kill(self) -> None:
         """End the child and everything it started; a call waiting on it ends at once."""
         if self._process is not None and self._process.pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._process.join(timeout=5)
 
     def close(self) -> None:
