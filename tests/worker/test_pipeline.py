@@ -351,30 +351,6 @@ async def test_event_for_an_upload_written_after_expiry_deletes_it(
     await _assert_rejected(store, ticket.file_key, "expired")
 
 
-def test_stale_scratch_of_killed_jobs_is_removed(
-    settings: Settings, store: ObjectStore, tmp_path: Path, decoders: DecoderPool
-) -> None:
-    import os
-    import time
-
-    from mediagate.scanning.clamav import ClamdScanner
-
-    pipeline = MediaPipeline(
-        settings, store, ClamdScanner("127.0.0.1", 1, 1), decoders, scratch_root=tmp_path
-    )
-    stale, fresh, other = (
-        tmp_path / name for name in ("mediagate-old", "mediagate-new", "keep-me")
-    )
-    for directory in (stale, fresh, other):
-        directory.mkdir()
-        (directory / "original").write_bytes(b"x")
-    hour_ago = time.time() - 3600
-    os.utime(stale, (hour_ago, hour_ago))
-    os.utime(other, (hour_ago, hour_ago))
-    assert pipeline.remove_stale_scratch(older_than_seconds=1800) == 1
-    assert not stale.exists() and fresh.exists() and other.exists()
-
-
 async def test_operator_requeues_scan_failed_uploads(
     api: httpx.AsyncClient,
     env: dict[str, str],

@@ -36,9 +36,14 @@ class _StreamingClamd(clamd.ClamdNetworkSocket):  # type: ignore[misc]
         try:
             self._init_socket()
             self._send_command("INSTREAM")
-            while chunk := stream.read(CHUNK_BYTES):
-                self.clamd_socket.sendall(struct.pack("!L", len(chunk)) + chunk)
-            self.clamd_socket.sendall(struct.pack("!L", 0))
+            try:
+                while chunk := stream.read(CHUNK_BYTES):
+                    self.clamd_socket.sendall(struct.pack("!L", len(chunk)) + chunk)
+                self.clamd_socket.sendall(struct.pack("!L", 0))
+            except OSError as send_failed:
+                # clamd answers (e.g. "INSTREAM size limit exceeded") and closes while
+                # we still send: its reply, when there is one, is the exact reason.
+                raise self._reply_after(send_failed) from None
             response = self._recv_response()
             if not response:
                 return None
@@ -46,6 +51,16 @@ class _StreamingClamd(clamd.ClamdNetworkSocket):  # type: ignore[misc]
             return {name: (status, reason)}
         finally:
             self._close_socket()
+
+    def _reply_after(self, send_failed: OSError) -> Exception:
+        try:
+            reply = self._recv_response()
+        except clamd.ConnectionError:
+            return send_failed
+        if not reply:
+            return send_failed
+        refused: Exception = clamd.ResponseError(reply.removeprefix("stream: "))
+        return refused
 
 
 class ClamdScanner:

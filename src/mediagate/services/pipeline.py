@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +33,7 @@ from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
 from mediagate.processing.video import sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
+from mediagate.services.scratch import job_scratch
 from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,6 @@ ORPHAN_RETRIES = 2
 # A job found half-done on a redelivered message means its worker died. After this many,
 # the file is assumed to crash workers (a decoder bug it triggers) and is parked.
 MAX_CRASHED_ATTEMPTS = 3
-SCRATCH_PREFIX = "mediagate-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,23 +128,6 @@ class MediaPipeline:
         )
         self._clock = clock
         self._scratch_root = scratch_root  # None: the system's temp directory
-
-    def remove_stale_scratch(self, older_than_seconds: float) -> int:
-        """Delete scratch directories that a killed worker left behind; returns how many.
-
-        Only directories older than any job can run are touched, so the live jobs of
-        other workers sharing the directory are safe.
-        """
-        root = Path(self._scratch_root or tempfile.gettempdir())
-        cutoff = time.time() - older_than_seconds
-        stale = [
-            path
-            for path in root.glob(f"{SCRATCH_PREFIX}*")
-            if path.is_dir() and path.stat().st_mtime < cutoff
-        ]
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-        return len(stale)
 
     async def handle(self, file_key: str, attempt: int, redelivered: bool = False) -> Outcome:
         """Process one upload; `attempt` counts earlier tries of the same message, and
@@ -242,10 +223,7 @@ class MediaPipeline:
 
     async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:
         timings = _Timings()
-        with tempfile.TemporaryDirectory(
-            prefix=SCRATCH_PREFIX, dir=self._scratch_root
-        ) as scratch_dir:
-            scratch = Path(scratch_dir)
+        with job_scratch(self._scratch_root) as scratch:
             original = scratch / "original"
             record = await self._move(record, MediaStatus.SCANNING)
             with timings.stage("download"):

@@ -66,21 +66,23 @@ class MediaConsumer:
     async def _settle(self, message: AbstractIncomingMessage) -> None:
         attempt = attempt_of(message)
         try:
-            items = parse_message(message.body, self._settings.s3_bucket)
+            parsed = parse_message(message.body, self._settings.s3_bucket)
         except MalformedMessage as error:
             await self._republish(
                 message, dead_letter_queue_name(self._settings), attempt, str(error)
             )
             await message.ack()
             return
-        for item in items:
+        for reason in parsed.ignored:
+            log.info("bucket event passed over", extra={"reason": reason})
+        for item in parsed.items:
             log.info(
                 "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
             )
         outcome = worst(
             [
                 await self._pipeline.handle(item.file_key, attempt, bool(message.redelivered))
-                for item in items
+                for item in parsed.items
             ]
         )
         if isinstance(outcome, Retry):

@@ -17,6 +17,7 @@ from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
+from mediagate.services.scratch import remove_abandoned_scratch
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker.consumer import MediaConsumer
 
@@ -50,7 +51,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
             log.warning("clamd does not answer; scans fail closed until it does")
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
-        if removed := pipeline.remove_stale_scratch(longest_job):
+        if removed := remove_abandoned_scratch(None, longest_job):
             log.warning("removed scratch directories of killed jobs", extra={"count": removed})
         consumer = MediaConsumer(settings, pipeline, channel)
 
