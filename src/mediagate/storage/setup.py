@@ -1,16 +1,24 @@
 """`mediagate storage setup`: make the bucket ready. Running it twice changes nothing.
 
-Works against any S3 endpoint for the bucket, default encryption, lifecycle and policy.
-The bucket-event rule uses MinIO's AMQP target ARN and is MinIO-only.
+Works against any S3 endpoint for the bucket, default encryption, lifecycle, CORS and
+policy. The bucket-event rule uses MinIO's AMQP target ARN and is MinIO-only.
 
-MinIO's community edition has no bucket CORS API and rejects lifecycle rules with
-AbortIncompleteMultipartUpload: CORS comes from MINIO_API_CORS_ALLOW_ORIGIN and stale
-multipart uploads are cleaned by MINIO_API_STALE_UPLOADS_EXPIRY (see deploy/compose).
+A store may lack a feature: MinIO's community edition has no bucket CORS API (CORS
+comes from MINIO_API_CORS_ALLOW_ORIGIN, see deploy/compose) and rejects lifecycle rules
+with AbortIncompleteMultipartUpload (MINIO_API_STALE_UPLOADS_EXPIRY cleans those);
+other stores refuse MinIO's notification ARN or SSE-S3. Such a step is skipped with one
+line saying why, and every other step still runs. Any other error stops the setup.
+
+The minio SDK has no bucket CORS call: it is sent through the client's own request
+method (signing, retries, errors), pinned with the SDK's major version.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -77,11 +85,48 @@ def desired_policy(bucket: str) -> dict[str, object]:
     }
 
 
+# What a store answers for a feature it does not have (or a form of it it refuses).
+UNSUPPORTED_CODES = frozenset(
+    {"NotImplemented", "InvalidArgument", "MalformedXML", "InvalidRequest", "XNotImplemented"}
+)
+_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+CORS_MAX_AGE_SECONDS = 3000
+
+Step = Callable[[Minio, str], str]
+
+
+def desired_cors(origins: tuple[str, ...]) -> bytes:
+    """Browsers PUT uploads and GET processed copies from these origins."""
+    root = ET.Element("CORSConfiguration", xmlns=_S3_NS)
+    rule = ET.SubElement(root, "CORSRule")
+    for origin in origins:
+        ET.SubElement(rule, "AllowedOrigin").text = origin
+    for method in ("GET", "HEAD", "PUT"):
+        ET.SubElement(rule, "AllowedMethod").text = method
+    ET.SubElement(rule, "AllowedHeader").text = "*"
+    ET.SubElement(rule, "ExposeHeader").text = "ETag"
+    ET.SubElement(rule, "MaxAgeSeconds").text = str(CORS_MAX_AGE_SECONDS)
+    return ET.tostring(root)
+
+
+def _cors_rules(document: bytes) -> list[tuple[tuple[str, frozenset[str]], ...]]:
+    """A CORS document reduced to what matters, for comparison."""
+    root = ET.fromstring(document)  # noqa: S314 - from our own store, small
+    rules = []
+    for rule in root.iter(f"{{{_S3_NS}}}CORSRule"):
+        fields: dict[str, set[str]] = {}
+        for child in rule:
+            name = child.tag.removeprefix(f"{{{_S3_NS}}}")
+            fields.setdefault(name, set()).add((child.text or "").strip())
+        rules.append(tuple(sorted((k, frozenset(v)) for k, v in fields.items())))
+    return rules
+
+
 def _bucket(client: Minio, bucket: str) -> str:
     if client.bucket_exists(bucket):
-        return "bucket: exists"
+        return "exists"
     client.make_bucket(bucket)
-    return "bucket: created"
+    return "created"
 
 
 def _encryption(client: Minio, bucket: str) -> str:
@@ -92,24 +137,21 @@ def _encryption(client: Minio, bucket: str) -> str:
             raise
         current = None
     if current is not None and current.rule.sse_algorithm == "AES256":
-        return "encryption: SSE-S3 unchanged"
+        return "SSE-S3 unchanged"
     client.set_bucket_encryption(bucket, SSEConfig(SSERule.new_sse_s3_rule()))
-    return "encryption: SSE-S3 set"
+    return "SSE-S3 set"
 
 
-def _converge(
-    label: str, current: object, desired: object, apply: Callable[[], None], done: str
-) -> str:
+def _converge(current: object, desired: object, apply: Callable[[], None], done: str) -> str:
     if repr(current) == repr(desired):
-        return f"{label}: unchanged"
+        return "unchanged"
     apply()
-    return f"{label}: {done}"
+    return done
 
 
 def _lifecycle(client: Minio, bucket: str) -> str:
     desired = desired_lifecycle()
     return _converge(
-        "lifecycle",
         client.get_bucket_lifecycle(bucket),
         desired,
         lambda: client.set_bucket_lifecycle(bucket, desired),
@@ -120,7 +162,6 @@ def _lifecycle(client: Minio, bucket: str) -> str:
 def _notification(client: Minio, bucket: str) -> str:
     desired = desired_notification()
     return _converge(
-        "notification",
         client.get_bucket_notification(bucket),
         desired,
         lambda: client.set_bucket_notification(bucket, desired),
@@ -137,9 +178,43 @@ def _policy(client: Minio, bucket: str) -> str:
             raise
         current = None
     if current == desired:
-        return "policy: deny-insecure-transport unchanged"
+        return "deny-insecure-transport unchanged"
     client.set_bucket_policy(bucket, json.dumps(desired))
-    return "policy: deny-insecure-transport set"
+    return "deny-insecure-transport set"
+
+
+def _cors(origins: tuple[str, ...]) -> Step:
+    def step(client: Minio, bucket: str) -> str:
+        try:
+            current = client._execute("GET", bucket, query_params={"cors": ""}).data
+        except S3Error as error:
+            if error.code != "NoSuchCORSConfiguration":
+                raise
+            current = None
+        if not origins:
+            if current is None:
+                return "none (CORS_ALLOWED_ORIGINS is empty)"
+            client._execute("DELETE", bucket, query_params={"cors": ""})
+            return "removed (CORS_ALLOWED_ORIGINS is empty)"
+        desired = desired_cors(origins)
+        if current is not None and _cors_rules(current) == _cors_rules(desired):
+            return "unchanged"
+        digest = base64.b64encode(hashlib.md5(desired).digest()).decode()  # noqa: S324 - S3's
+        client._execute(
+            "PUT", bucket, body=desired, headers={"Content-MD5": digest}, query_params={"cors": ""}
+        )
+        return ", ".join(origins)
+
+    return step
+
+
+def _run_step(label: str, step: Step, client: Minio, bucket: str) -> str:
+    try:
+        return f"{label}: {step(client, bucket)}"
+    except S3Error as error:
+        if error.code not in UNSUPPORTED_CODES:
+            raise
+        return f"{label}: skipped, the store does not support it ({error.code}: {error.message})"
 
 
 def setup_storage(
@@ -150,12 +225,16 @@ def setup_storage(
     bucket = settings.s3_bucket
     if require_tls is None:
         require_tls = urlsplit(settings.s3_endpoint).scheme == "https"
-    steps: list[Callable[[Minio, str], str]] = [_bucket, _lifecycle]
+    steps: list[tuple[str, Step]] = [
+        ("bucket", _bucket),
+        ("lifecycle", _lifecycle),
+        ("cors", _cors(settings.cors_allowed_origins)),
+    ]
     if settings.s3_sse:
-        steps.append(_encryption)
+        steps.append(("encryption", _encryption))
     if minio_notifications:
-        steps.append(_notification)
+        steps.append(("notification", _notification))
     # Last: once it is in place, plain-HTTP requests (ours included) are refused.
     if require_tls:
-        steps.append(_policy)
-    return [step(client, bucket) for step in steps]
+        steps.append(("policy", _policy))
+    return [_run_step(label, step, client, bucket) for label, step in steps]
