@@ -233,8 +233,10 @@ def test_minio_allows_exactly_the_origins_the_api_allows(
 ) -> None:
     """Runs the minio service's start-up line (minio itself replaced by `env`)."""
     minio = compose["services"]["minio"]
-    script = minio["command"][0].replace("$$", "$").replace(
-        "exec /usr/bin/docker-entrypoint.sh minio server", "exec env #"
+    script = (
+        minio["command"][0]
+        .replace("$$", "$")
+        .replace("exec /usr/bin/docker-entrypoint.sh minio server", "exec env #")
     )
     environment = _environment(minio, {**variables, "CORS_ALLOWED_ORIGINS": origins})
     started = subprocess.run(

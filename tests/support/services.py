@@ -17,7 +17,7 @@ import clamd
 # Without this, the S3 test server answers every CORS preflight with "allow all", unlike
 # any real store: the bucket's own CORS rules decide (read when moto is imported).
 os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
-from moto.server import ThreadedMotoServer  # noqa: E402
+from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLAMD_CONF = ROOT / "deploy" / "clamav" / "clamd.conf"
