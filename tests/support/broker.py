@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 import aio_pika
@@ -45,3 +46,26 @@ async def drain(settings: Settings, name: str) -> list[AbstractIncomingMessage]:
         while (message := await queue.get(no_ack=True, fail=False)) is not None:
             found.append(message)
         return found
+
+
+def connections_named(fragment: str) -> list[str]:
+    """RabbitMQ's ids of the open connections whose client name contains `fragment`."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "--no-table-headers", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    # One line per connection: its pid, a tab, then its client properties as Erlang terms.
+    return [line.split("\t", 1)[0] for line in listed.stdout.splitlines() if fragment in line]
+
+
+def close_connection(connection_id: str) -> None:
+    """What a broker restart or a network cut does to one client: the server closes it."""
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_connection", connection_id, "closed by the test"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
 from tests.support import media, services
-from tests.support.broker import queue_state
+from tests.support.broker import (
+    close_connection,
+    connections_named,
+    consumers_at_least,
+    queue_state,
+)
 from tests.support.flow import confirm, drain_jobs, upload
 from tests.support.worker_process import (
     WorkerProcess,
@@ -221,4 +227,42 @@ async def test_retries_go_through_the_delay_queues_then_an_orphan_is_deleted(
         return await store.head(key) is None
 
     await wait_until(deleted, "the orphan was never deleted")
+    assert await dead_letters(settings) == []
+
+
+async def test_broker_connection_drops_mid_job_are_not_crashes(
+    worker: WorkerProcess,
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    tmp_path: Path,
+) -> None:
+    """Three drops during one job: the job goes on, each redelivery joins it."""
+    clip = media.make_video(
+        tmp_path / "clip.mp4",
+        size="1920x1080",
+        seconds=12,
+        audio=False,
+        video=["-c:v", "mpeg4", "-q:v", "5"],  # not H.264: transcoded, which takes a while
+    )
+    key = await stage(api, tenant, clip.read_bytes(), "clip.mp4", "video/mp4")
+    assert worker.process is not None
+    ours = f"mediagate-worker {socket.gethostname()} {worker.process.pid}"
+    await wait_for_status(key, MediaStatus.PROCESSING)
+    for _ in range(3):
+        (connection,) = connections_named(ours)
+        close_connection(connection)
+
+        async def reconnected(previous: str = connection) -> bool:
+            current = connections_named(ours)
+            return bool(current) and current != [previous] and await consumers_at_least(settings, 1)
+
+        await wait_until(reconnected, "the worker never reconnected")
+    record = await wait_for_status(
+        key, MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED
+    )
+    assert record.status is MediaStatus.COMPLETED, record.rejection_reason
+    assert record.crashed_attempts == 0
+    assert _processed_copies(store, key) == 2
     assert await dead_letters(settings) == []

@@ -3,6 +3,11 @@
 A message is acked only once its outcome is settled: done, or a copy confirmed on a
 retry or dead-letter queue. Anything unexpected here is a broker problem, so the
 message goes back to the queue rather than being dropped.
+
+A job outlives its message: when the broker connection drops, the message's handler
+is cancelled but the job goes on, and the redelivered message joins it (or takes its
+outcome, if it finished meanwhile) instead of starting a second run. A dropped
+connection is not a dead worker, so it never counts as a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_HEADER = "x-mediagate-attempt"
 REASON_HEADER = "x-mediagate-reason"
+# A finished job whose message could not be settled waits this long for the redelivery.
+UNSETTLED_JOB_SECONDS = 600.0
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
@@ -45,14 +52,12 @@ class MediaConsumer:
         self._pipeline = pipeline
         self._channel = channel
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._jobs: dict[str, asyncio.Task[Outcome]] = {}
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
-        self._idle.clear()
         try:
             await self._settle(message)
         except Exception:
@@ -60,8 +65,27 @@ class MediaConsumer:
             await message.nack(requeue=True)
         finally:
             self._in_flight.discard(task)
-            if not self._in_flight:
-                self._idle.set()
+
+    async def _outcome(self, file_key: str, attempt: int, redelivered: bool) -> Outcome:
+        job = self._jobs.get(file_key)
+        if job is not None and redelivered:
+            log.info("a redelivered message joins its job", extra={"key": file_key})
+        elif job is None or job.done():
+            job = asyncio.create_task(self._pipeline.handle(file_key, attempt, redelivered))
+            self._jobs[file_key] = job
+            job.add_done_callback(lambda _: self._forget_later(file_key, job))
+        else:
+            # A second message for an upload in progress (event and confirm): the
+            # pipeline's lock answers it, as it does across worker processes.
+            return await self._pipeline.handle(file_key, attempt, redelivered)
+        return await asyncio.shield(job)
+
+    def _forget(self, file_key: str, job: asyncio.Task[Outcome]) -> None:
+        if self._jobs.get(file_key) is job:
+            del self._jobs[file_key]
+
+    def _forget_later(self, file_key: str, job: asyncio.Task[Outcome]) -> None:
+        asyncio.get_running_loop().call_later(UNSETTLED_JOB_SECONDS, self._forget, file_key, job)
 
     async def _settle(self, message: AbstractIncomingMessage) -> None:
         attempt = attempt_of(message)
@@ -81,7 +105,7 @@ class MediaConsumer:
             )
         outcome = worst(
             [
-                await self._pipeline.handle(item.file_key, attempt, bool(message.redelivered))
+                await self._outcome(item.file_key, attempt, bool(message.redelivered))
                 for item in parsed.items
             ]
         )
@@ -94,6 +118,9 @@ class MediaConsumer:
                 message, dead_letter_queue_name(self._settings), attempt, outcome.reason
             )
         await message.ack()
+        for item in parsed.items:
+            if (job := self._jobs.get(item.file_key)) is not None and job.done():
+                self._forget(item.file_key, job)
 
     async def _republish(
         self, message: AbstractIncomingMessage, queue: str, attempt: int, reason: str
@@ -116,10 +143,12 @@ class MediaConsumer:
         A cancelled job's message is not acked, so the broker redelivers it.
         """
         await queue.cancel(consumer_tag)
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=grace)
-        except TimeoutError:
+        running = {*self._in_flight, *(job for job in self._jobs.values() if not job.done())}
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace)
+        if late:
             log.warning("jobs still running after the grace period; they go back to the queue")
-            for task in list(self._in_flight):
+            for task in late:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(*late, return_exceptions=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from pathlib import Path
 
 import aio_pika
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_SECONDS = 10.0
+# A dropped broker connection costs jobs nothing (they go on), so come back soon.
+RECONNECT_SECONDS = 1.0
 STALE_MARGIN_SECONDS = 600.0
 
 
@@ -41,7 +45,13 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     # One connection per job holds its advisory lock; the job's queries need others.
     await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)
     decoders = DecoderPool(settings.worker_prefetch, initializer=reuse_image_memory)
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await aio_pika.connect_robust(
+        settings.amqp_url,
+        reconnect_interval=RECONNECT_SECONDS,
+        client_properties={
+            "connection_name": f"mediagate-worker {socket.gethostname()} {os.getpid()}"
+        },
+    )
     try:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.worker_prefetch)
