@@ -25,6 +25,8 @@ class Settings:
     s3_public_endpoint: str
     s3_access_key: str
     s3_secret_key: str
+    s3_upload_access_key: str
+    s3_upload_secret_key: str
     s3_region: str
     s3_bucket: str
     s3_sse: bool
@@ -66,7 +68,7 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and diagnostics."""
-        secret = {"s3_secret_key", "jwt_secret"}
+        secret = {"s3_secret_key", "s3_upload_secret_key", "jwt_secret"}
         return {
             f.name: ("***" if f.name in secret and getattr(self, f.name) else getattr(self, f.name))
             for f in fields(self)
@@ -182,6 +184,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("JWT_SECRET must be at least 32 bytes long")
     if jwt_jwks_url is not None:
         env.url("JWT_JWKS_URL", ("http", "https"))
+    s3_access_key = env.required("S3_ACCESS_KEY")
+    upload_access_key = env.optional("S3_UPLOAD_ACCESS_KEY") or s3_access_key
+    if upload_access_key == s3_access_key and not env.flag(
+        "S3_ALLOW_SHARED_UPLOAD_CREDENTIALS", False
+    ):
+        raise SettingsError(
+            "S3_UPLOAD_ACCESS_KEY must differ from S3_ACCESS_KEY: presigned uploads would "
+            "carry the service's full power (or set S3_ALLOW_SHARED_UPLOAD_CREDENTIALS=true)"
+        )
     exchange_type = env.text("BUCKET_EVENTS_EXCHANGE_TYPE", "direct")
     if exchange_type not in {"direct", "fanout", "topic"}:
         raise SettingsError(
@@ -192,8 +203,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
         s3_endpoint=s3_endpoint,
         s3_public_endpoint=env.url("S3_PUBLIC_ENDPOINT", ("http", "https"), s3_endpoint),
-        s3_access_key=env.required("S3_ACCESS_KEY"),
+        s3_access_key=s3_access_key,
         s3_secret_key=env.required("S3_SECRET_KEY"),
+        s3_upload_access_key=upload_access_key,
+        s3_upload_secret_key=env.optional("S3_UPLOAD_SECRET_KEY") or env.required("S3_SECRET_KEY"),
         s3_region=env.optional("S3_REGION") or env.text("AWS_REGION", "us-east-1"),
         s3_bucket=env.required("S3_BUCKET"),
         s3_sse=env.flag("S3_SSE", True),

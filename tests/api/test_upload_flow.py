@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -37,6 +37,9 @@ async def test_full_flow_presign_put_confirm_queues_one_job(
     assert ticket["expiresIn"] == settings.upload_url_ttl
     assert key.startswith(f"sessions/{tenant.session_id}/inspection/") and key.endswith(".jpg")
     assert urlsplit(ticket["uploadUrl"]).path == f"/{settings.s3_bucket}/{key}"
+    # Signed by the upload credential (put-only under sessions/), not the service's own.
+    signed_by = parse_qs(urlsplit(ticket["uploadUrl"]).query)["X-Amz-Credential"][0]
+    assert signed_by.split("/")[0] == settings.s3_upload_access_key != settings.s3_access_key
 
     pending = await repo.find_by_key(key)
     assert pending is not None and pending.status is MediaStatus.PENDING_UPLOAD
@@ -55,6 +58,8 @@ async def test_full_flow_presign_put_confirm_queues_one_job(
     assert result["id"] == str(pending.id)
     # The URL handed back is for the processed copy, never the unscanned original.
     assert urlsplit(result["url"]).path.startswith(f"/{settings.s3_bucket}/processed/")
+    read_by = parse_qs(urlsplit(result["url"]).query)["X-Amz-Credential"][0]
+    assert read_by.split("/")[0] == settings.s3_access_key
     async with httpx.AsyncClient() as client:
         assert (await client.get(result["url"])).status_code == 404
 

@@ -68,6 +68,8 @@ def stack(env: dict[str, str]) -> Iterator[dict[str, str]]:
                     "S3_ENDPOINT": f"http://{host}:{minio.get_exposed_port(9000)}",
                     "S3_ACCESS_KEY": "mediagate",
                     "S3_SECRET_KEY": "mediagate-secret",
+                    "S3_UPLOAD_ACCESS_KEY": "mediagate-upload",
+                    "S3_UPLOAD_SECRET_KEY": "mediagate-upload-secret",
                 }
 
 
@@ -77,6 +79,7 @@ async def test_a_real_put_to_minio_is_processed_through_its_bucket_event(
     settings: Settings = load_settings(stack)
     report = setup_storage(settings, minio_notifications=True, require_tls=False)
     assert "notification: sessions/* -> arn:minio:sqs::_:amqp" in report
+    assert "upload credential: mediagate-upload may only put objects under sessions/" in report
 
     class NoJobs:
         async def publish(self, job: object) -> None:

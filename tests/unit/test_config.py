@@ -8,6 +8,8 @@ BASE = {
     "S3_ENDPOINT": "http://minio:9000",
     "S3_ACCESS_KEY": "key",
     "S3_SECRET_KEY": "secret",
+    "S3_UPLOAD_ACCESS_KEY": "upload-key",
+    "S3_UPLOAD_SECRET_KEY": "upload-secret",
     "S3_BUCKET": "media",
     "JWT_SECRET": "x" * 32,
 }
@@ -74,3 +76,14 @@ def test_settings_are_frozen() -> None:
     settings = load_settings(BASE)
     with pytest.raises(AttributeError):
         settings.s3_bucket = "other"  # type: ignore[misc]
+
+
+def test_upload_credentials_equal_to_the_services_are_refused_unless_allowed() -> None:
+    shared = {k: v for k, v in BASE.items() if not k.startswith("S3_UPLOAD_")}
+    with pytest.raises(SettingsError, match="S3_UPLOAD_ACCESS_KEY must differ"):
+        load_settings(shared)
+    with pytest.raises(SettingsError, match="S3_UPLOAD_ACCESS_KEY must differ"):
+        load_settings({**BASE, "S3_UPLOAD_ACCESS_KEY": BASE["S3_ACCESS_KEY"]})
+    allowed = load_settings({**shared, "S3_ALLOW_SHARED_UPLOAD_CREDENTIALS": "true"})
+    assert allowed.s3_upload_access_key == "key" and allowed.s3_upload_secret_key == "secret"
+    assert load_settings(BASE).public()["s3_upload_secret_key"] == "***"

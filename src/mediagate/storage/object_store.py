@@ -35,8 +35,11 @@ class Download:
     sha256: str
 
 
-def _client(endpoint: str, settings: Settings, pool_size: int) -> Minio:
+def _client(
+    endpoint: str, settings: Settings, pool_size: int, credential: tuple[str, str] | None = None
+) -> Minio:
     parts = urlsplit(endpoint)
+    access_key, secret_key = credential or (settings.s3_access_key, settings.s3_secret_key)
     http = urllib3.PoolManager(
         maxsize=pool_size,
         timeout=urllib3.Timeout(connect=5.0, read=60.0),
@@ -44,8 +47,8 @@ def _client(endpoint: str, settings: Settings, pool_size: int) -> Minio:
     )
     return Minio(
         parts.netloc,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
+        access_key=access_key,
+        secret_key=secret_key,
         secure=parts.scheme == "https",
         region=settings.s3_region,
         http_client=http,
@@ -61,6 +64,14 @@ class ObjectStore:
         # Browsers must reach the host in a presigned URL, and the host is signed,
         # so URLs are signed for the public endpoint by a client that never connects.
         self._signer = _client(settings.s3_public_endpoint, settings, 1)
+        # Upload URLs carry the upload credential, which may only put objects under
+        # sessions/: a URL cannot be turned into a read or a copy of anything else.
+        self._upload_signer = _client(
+            settings.s3_public_endpoint,
+            settings,
+            1,
+            (settings.s3_upload_access_key, settings.s3_upload_secret_key),
+        )
         self._encrypt = settings.s3_sse
 
     def presign_put(self, key: str, ttl: timedelta, now: datetime) -> str:
@@ -69,7 +80,7 @@ class ObjectStore:
         The SDK signs only the host header of presigned URLs, so the content type is
         not bound by the signature; confirmUpload and the worker check it instead.
         """
-        return self._signer.get_presigned_url(
+        return self._upload_signer.get_presigned_url(
             "PUT", self.bucket, key, expires=ttl, request_date=now
         )
 

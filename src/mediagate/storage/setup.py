@@ -24,8 +24,10 @@ from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
-from minio.error import S3Error
+from minio.credentials import StaticProvider
+from minio.error import MinioAdminException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from minio.minioadmin import MinioAdmin
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig
 from minio.sseconfig import Rule as SSERule
 from minio.sseconfig import SSEConfig
@@ -120,6 +122,56 @@ def _cors_rules(document: bytes) -> list[tuple[tuple[str, frozenset[str]], ...]]
             fields.setdefault(name, set()).add((child.text or "").strip())
         rules.append(tuple(sorted((k, frozenset(v)) for k, v in fields.items())))
     return rules
+
+
+UPLOAD_POLICY_NAME = "mediagate-upload"
+# What a store without MinIO's admin API answers on its path.
+_NOT_AN_ADMIN_API = frozenset({"400", "404", "405", "501"})
+
+
+def desired_upload_policy(bucket: str) -> dict[str, object]:
+    """What an upload URL may do: put objects under sessions/ (multipart parts
+    included, which S3 counts as PutObject), nothing else: no read, so no copy."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{UPLOADS_PREFIX}*"],
+            }
+        ],
+    }
+
+
+def _upload_credential(settings: Settings) -> Step:
+    def step(_client: Minio, bucket: str) -> str:
+        if settings.s3_upload_access_key == settings.s3_access_key:
+            return "shared with the service (S3_ALLOW_SHARED_UPLOAD_CREDENTIALS), not created"
+        parts = urlsplit(settings.s3_endpoint)
+        admin = MinioAdmin(
+            endpoint=parts.netloc,
+            credentials=StaticProvider(settings.s3_access_key, settings.s3_secret_key),
+            region=settings.s3_region,
+            secure=parts.scheme == "https",
+        )
+        try:
+            admin.policy_add(UPLOAD_POLICY_NAME, policy=desired_upload_policy(bucket))
+        except MinioAdminException as error:
+            # The exception keeps the HTTP status only in a private field.
+            if error._code not in _NOT_AN_ADMIN_API:
+                raise
+            return (
+                "skipped, the store has no MinIO admin API: give "
+                f"{settings.s3_upload_access_key} only s3:PutObject on "
+                f"{bucket}/{UPLOADS_PREFIX}* with the store's own tools"
+            )
+        # Each call sets the same state again: running setup twice changes nothing.
+        admin.user_add(settings.s3_upload_access_key, settings.s3_upload_secret_key)
+        admin.policy_set(UPLOAD_POLICY_NAME, user=settings.s3_upload_access_key)
+        return f"{settings.s3_upload_access_key} may only put objects under {UPLOADS_PREFIX}"
+
+    return step
 
 
 def _bucket(client: Minio, bucket: str) -> str:
@@ -234,6 +286,7 @@ def setup_storage(
         steps.append(("encryption", _encryption))
     if minio_notifications:
         steps.append(("notification", _notification))
+    steps.append(("upload credential", _upload_credential(settings)))
     # Last: once it is in place, plain-HTTP requests (ours included) are refused.
     if require_tls:
         steps.append(("policy", _policy))
