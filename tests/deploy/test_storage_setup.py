@@ -23,7 +23,6 @@ from mediagate.storage.setup import (
     setup_storage,
 )
 
-
 UPLOAD_CREDENTIAL_SKIPPED = (
     "upload credential: skipped, the store has no MinIO admin API: give test-upload only "
     "s3:PutObject on {bucket}/sessions/* with the store's own tools"
