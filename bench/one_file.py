@@ -1,8 +1,9 @@
 """Child process of worker_bench.py: what one worker process spends on one file.
 
 Imports what `mediagate worker` imports and nothing more, so its peak RSS is the
-worker's; the decoder child (and the ffmpeg runs it starts) is reported apart. Processes a small warm-up upload first (cold imports and first connections
-are not part of a file's cost), then the file; prints timings and peak memory as JSON.
+worker's; the decoder child (and the ffmpeg runs it starts) is reported apart.
+Processes a small warm-up upload first (cold imports and first connections are not
+part of a file's cost), then the file; prints timings and peak memory as JSON.
 Settings come from the environment, as for the worker.
 """
 
