@@ -165,7 +165,7 @@ def main() -> None:
             process_env = {"PATH": os.environ["PATH"], **env}
             cli = [sys.executable, "-m", "mediagate.cli"]
             subprocess.run([*cli, "migrate"], env=process_env, check=True, capture_output=True)
-            setup_storage(settings, minio_notifications=False, require_tls=False)
+            setup_storage(settings, bucket_events=False, require_tls=False)
             organization, user = uuid.uuid4(), uuid.uuid4()
             session_id = uuid.UUID(
                 subprocess.run(

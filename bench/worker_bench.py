@@ -294,7 +294,7 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
-            setup_storage(settings, minio_notifications=False, require_tls=False)
+            setup_storage(settings, bucket_events=False, require_tls=False)
             print("making inputs ...", flush=True)
             files = inputs(scratch)
             staged = asyncio.run(stage(settings, list(files.values())))

@@ -95,7 +95,7 @@ def clamd(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="session")
 def store(settings: Settings) -> ObjectStore:
-    setup_storage(settings, minio_notifications=False, require_tls=False)
+    setup_storage(settings, bucket_events=False, require_tls=False)
     return ObjectStore(settings)
 
 

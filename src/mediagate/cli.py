@@ -64,10 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         "setup", help="create and configure the bucket (idempotent)"
     )
     setup.add_argument(
+        "--bucket-events",
         "--minio-notifications",
+        dest="bucket_events",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="register MinIO's AMQP target for bucket events (MinIO only)",
+        help="send bucket events to RabbitMQ as BUCKET_EVENTS_SOURCE says (minio or rgw)",
     )
     setup.add_argument(
         "--require-tls",
@@ -173,7 +175,7 @@ def _storage(settings: Settings, args: argparse.Namespace) -> int:
 
     report = setup_storage(
         settings,
-        minio_notifications=args.minio_notifications,
+        bucket_events=args.bucket_events,
         require_tls=args.require_tls,
     )
     for line in report:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -57,6 +57,9 @@ class Settings:
     bucket_events_exchange: str
     bucket_events_exchange_type: str
     bucket_events_routing_key: str
+    bucket_events_source: str
+    bucket_events_amqp_url: str
+    s3_upload_principal: str | None
     retry_delays_ms: tuple[int, ...]
     worker_prefetch: int
     video_time_limit: float
@@ -152,6 +155,19 @@ def _url_ttl(value: str) -> int:
     return seconds
 
 
+# Where bucket events come from: MinIO's AMQP target, a Ceph RGW topic, or nowhere
+# (confirmUpload's job alone starts processing).
+BUCKET_EVENT_SOURCES = ("minio", "rgw", "none")
+
+
+def _without_credentials(url: str) -> str:
+    """The broker as a store reaches it, by default: RGW refuses a password over plain AMQP."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -193,6 +209,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "S3_UPLOAD_ACCESS_KEY must differ from S3_ACCESS_KEY: presigned uploads would "
             "carry the service's full power (or set S3_ALLOW_SHARED_UPLOAD_CREDENTIALS=true)"
         )
+    events_source = env.text("BUCKET_EVENTS_SOURCE", "minio")
+    if events_source not in BUCKET_EVENT_SOURCES:
+        raise SettingsError(
+            f"BUCKET_EVENTS_SOURCE must be minio, rgw or none, got {events_source!r}"
+        )
+    amqp_url = env.url("AMQP_URL", ("amqp", "amqps"))
     exchange_type = env.text("BUCKET_EVENTS_EXCHANGE_TYPE", "direct")
     if exchange_type not in {"direct", "fanout", "topic"}:
         raise SettingsError(
@@ -200,7 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
     return Settings(
         database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
-        amqp_url=env.url("AMQP_URL", ("amqp", "amqps")),
+        amqp_url=amqp_url,
         s3_endpoint=s3_endpoint,
         s3_public_endpoint=env.url("S3_PUBLIC_ENDPOINT", ("http", "https"), s3_endpoint),
         s3_access_key=s3_access_key,
@@ -237,6 +259,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
         bucket_events_exchange_type=exchange_type,
         bucket_events_routing_key=env.text("BUCKET_EVENTS_ROUTING_KEY", "uploads"),
+        bucket_events_source=events_source,
+        bucket_events_amqp_url=env.url(
+            "BUCKET_EVENTS_AMQP_URL", ("amqp", "amqps"), _without_credentials(amqp_url)
+        ),
+        s3_upload_principal=env.optional("S3_UPLOAD_PRINCIPAL"),
         retry_delays_ms=env.parsed(
             "RETRY_DELAYS_MS", (1000, 5000, 30000, 120000), _delays, "comma-separated positive ms"
         ),

@@ -19,7 +19,7 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, drain_jobs
-from tests.support.services import free_port
+from tests.support.services import serve_api
 
 MEDIAGATE = [sys.executable, "-m", "mediagate.cli"]
 
@@ -81,32 +81,9 @@ def test_bad_cli_arguments_are_refused(env: dict[str, str]) -> None:
     assert result.returncode == 2 and "not a UUID" in result.stderr
 
 
-def _serve(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [*MEDIAGATE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={"PATH": os.environ["PATH"], **env},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "mediagate serve exited"
-        assert time.monotonic() < deadline, "mediagate serve never became ready"
-        time.sleep(0.1)
-    yield base
-    process.terminate()
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
-    assert process.wait(timeout=30) in (0, -15)
-
-
 @pytest.fixture(scope="module")
 def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
-    yield from _serve(env)
+    yield from serve_api(env)
 
 
 HEADER_TIMEOUT = 1.0
@@ -121,7 +98,7 @@ def bounded_api(env: dict[str, str], database: None, store: ObjectStore) -> Iter
         "HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "HTTP_KEEPALIVE_TIMEOUT": "60",
     }
-    yield from _serve({**env, **limits})
+    yield from serve_api({**env, **limits})
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:

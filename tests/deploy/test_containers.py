@@ -77,7 +77,7 @@ async def test_a_real_put_to_minio_is_processed_through_its_bucket_event(
     stack: dict[str, str], tenant: Tenant, clamd: services.Clamd, database: None
 ) -> None:
     settings: Settings = load_settings(stack)
-    report = setup_storage(settings, minio_notifications=True, require_tls=False)
+    report = setup_storage(settings, bucket_events=True, require_tls=False)
     assert "notification: sessions/* -> arn:minio:sqs::_:amqp" in report
     assert "upload credential: mediagate-upload may only put objects under sessions/" in report
 

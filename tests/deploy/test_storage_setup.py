@@ -35,7 +35,7 @@ def _fresh(env: dict[str, str], **more: str) -> Settings:
 
 def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[str, str]) -> None:
     settings = _fresh(env)
-    first = setup_storage(settings, minio_notifications=False, require_tls=False)
+    first = setup_storage(settings, bucket_events=False, require_tls=False)
     assert first == [
         "bucket: created",
         "lifecycle: uploads expire after 1 day",
@@ -43,7 +43,7 @@ def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[
         "encryption: SSE-S3 set",
         UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
     ]
-    second = setup_storage(settings, minio_notifications=False, require_tls=False)
+    second = setup_storage(settings, bucket_events=False, require_tls=False)
     assert second == [
         "bucket: exists",
         "lifecycle: unchanged",
@@ -62,13 +62,13 @@ def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[
 
 def test_require_tls_adds_the_deny_insecure_transport_policy(env: dict[str, str]) -> None:
     settings = _fresh(env)
-    report = setup_storage(settings, minio_notifications=False, require_tls=True)
+    report = setup_storage(settings, bucket_events=False, require_tls=True)
     assert report[-1] == "policy: deny-insecure-transport set"
     store = ObjectStore(settings)
     assert json.loads(store.client.get_bucket_policy(settings.s3_bucket)) == desired_policy(
-        settings.s3_bucket
+        settings.s3_bucket, deny_insecure=True, upload_principal=None
     )
-    again = setup_storage(settings, minio_notifications=False, require_tls=True)
+    again = setup_storage(settings, bucket_events=False, require_tls=True)
     assert again[-1] == "policy: deny-insecure-transport unchanged"
     # The S3 test server enforces it: object writes over plain HTTP are now refused, which
     # is why setup applies the policy only when the endpoint speaks TLS.
@@ -92,7 +92,7 @@ def test_notification_rule_is_scoped_to_uploads() -> None:
 
 
 def test_policy_document() -> None:
-    policy = desired_policy("media")
+    policy = desired_policy("media", deny_insecure=True, upload_principal=None)
     statement = policy["Statement"][0]  # type: ignore[index]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -105,7 +105,7 @@ def test_a_store_without_minios_notification_target_gets_everything_else(
 ) -> None:
     """The S3 test server refuses MinIO's ARN: one line says so, nothing else is lost."""
     settings = _fresh(env)
-    report = setup_storage(settings, minio_notifications=True, require_tls=True)
+    report = setup_storage(settings, bucket_events=True, require_tls=True)
     (notification,) = [line for line in report if line.startswith("notification:")]
     assert notification.startswith("notification: skipped, the store does not support it")
     assert report[-1] == "policy: deny-insecure-transport set", "steps after it still ran"
@@ -122,11 +122,9 @@ def test_bucket_cors_follows_the_normalised_origin_list(env: dict[str, str]) -> 
     # Spaces after commas: the form that once matched only the first origin on MinIO.
     origins = "https://a.example, http://localhost:3002"
     settings = _fresh(env, CORS_ALLOWED_ORIGINS=origins)
-    report = setup_storage(settings, minio_notifications=False, require_tls=False)
+    report = setup_storage(settings, bucket_events=False, require_tls=False)
     assert "cors: https://a.example, http://localhost:3002" in report
-    assert "cors: unchanged" in setup_storage(
-        settings, minio_notifications=False, require_tls=False
-    )
+    assert "cors: unchanged" in setup_storage(settings, bucket_events=False, require_tls=False)
     for origin in ("https://a.example", "http://localhost:3002"):
         allowed = _preflight(settings.s3_endpoint, settings.s3_bucket, origin)
         assert allowed.headers.get("access-control-allow-origin") == origin
@@ -135,7 +133,7 @@ def test_bucket_cors_follows_the_normalised_origin_list(env: dict[str, str]) -> 
 
     emptied = replace(settings, cors_allowed_origins=())
     assert "cors: removed (CORS_ALLOWED_ORIGINS is empty)" in setup_storage(
-        emptied, minio_notifications=False, require_tls=False
+        emptied, bucket_events=False, require_tls=False
     )
     gone = _preflight(settings.s3_endpoint, settings.s3_bucket, "https://a.example")
     assert gone.headers.get("access-control-allow-origin") != "https://a.example"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import asyncpg
 import clamd
+import httpx
 
 # Without this, the S3 test server answers every CORS preflight with "allow all", unlike
 # any real store: the bucket's own CORS rules decide (read when moto is imported).
@@ -120,3 +122,36 @@ class Clamd:
             self._process.terminate()
             self._process.wait(timeout=30)
             self._process = None
+
+
+def serve_api(env: dict[str, str]) -> Iterator[str]:
+    """`mediagate serve` as a process on a free port, until the generator is closed."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mediagate.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env={"PATH": os.environ["PATH"], **env},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "mediagate serve exited"
+        assert time.monotonic() < deadline, "mediagate serve never became ready"
+        time.sleep(0.1)
+    yield base
+    process.terminate()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
+    assert process.wait(timeout=30) in (0, -15)

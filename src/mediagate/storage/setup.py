@@ -24,11 +24,16 @@ from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
-from minio.credentials import StaticProvider
+from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException, S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from minio.minioadmin import MinioAdmin
-from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig
+from minio.notificationconfig import (
+    NotificationConfig,
+    PrefixFilterRule,
+    QueueConfig,
+    TopicConfig,
+)
 from minio.sseconfig import Rule as SSERule
 from minio.sseconfig import SSEConfig
 
@@ -71,10 +76,12 @@ def desired_notification() -> NotificationConfig:
     )
 
 
-def desired_policy(bucket: str) -> dict[str, object]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
+def desired_policy(
+    bucket: str, *, deny_insecure: bool, upload_principal: str | None
+) -> dict[str, object]:
+    statements: list[dict[str, object]] = []
+    if deny_insecure:
+        statements.append(
             {
                 "Sid": "DenyInsecureTransport",
                 "Effect": "Deny",
@@ -83,8 +90,18 @@ def desired_policy(bucket: str) -> dict[str, object]:
                 "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
-        ],
-    }
+        )
+    if upload_principal is not None:
+        statements.append(
+            {
+                "Sid": "UploadCredentialPutsUnderSessions",
+                "Effect": "Allow",
+                "Principal": {"AWS": [upload_principal]},
+                "Action": ["s3:PutObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{UPLOADS_PREFIX}*"],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 # What a store answers for a feature it does not have (or a form of it it refuses).
@@ -148,6 +165,8 @@ def _upload_credential(settings: Settings) -> Step:
     def step(_client: Minio, bucket: str) -> str:
         if settings.s3_upload_access_key == settings.s3_access_key:
             return "shared with the service (S3_ALLOW_SHARED_UPLOAD_CREDENTIALS), not created"
+        if settings.s3_upload_principal is not None:
+            return f"{settings.s3_upload_principal}: granted by the bucket policy below"
         parts = urlsplit(settings.s3_endpoint)
         admin = MinioAdmin(
             endpoint=parts.netloc,
@@ -221,18 +240,75 @@ def _notification(client: Minio, bucket: str) -> str:
     )
 
 
-def _policy(client: Minio, bucket: str) -> str:
-    desired = desired_policy(bucket)
-    try:
-        current = json.loads(client.get_bucket_policy(bucket))
-    except S3Error as error:
-        if error.code != "NoSuchBucketPolicy":
-            raise
-        current = None
-    if current == desired:
-        return "deny-insecure-transport unchanged"
-    client.set_bucket_policy(bucket, json.dumps(desired))
-    return "deny-insecure-transport set"
+def _policy(deny_insecure: bool, upload_principal: str | None) -> Step:
+    parts = (["deny-insecure-transport"] if deny_insecure else []) + (
+        [f"{upload_principal} may put under {UPLOADS_PREFIX}"] if upload_principal else []
+    )
+
+    def step(client: Minio, bucket: str) -> str:
+        desired = desired_policy(
+            bucket, deny_insecure=deny_insecure, upload_principal=upload_principal
+        )
+        try:
+            current = json.loads(client.get_bucket_policy(bucket))
+        except S3Error as error:
+            if error.code != "NoSuchBucketPolicy":
+                raise
+            current = None
+        if current == desired:
+            return f"{', '.join(parts)} unchanged"
+        client.set_bucket_policy(bucket, json.dumps(desired))
+        return f"{', '.join(parts)} set"
+
+    return step
+
+
+def _rgw_notification(settings: Settings) -> Step:
+    """Ceph RGW: an SNS-style topic pushing to RabbitMQ, and the bucket's rule using it.
+
+    The minio SDK has no topic API; boto3 makes that one call. RGW publishes to the
+    exchange with the topic's name as routing key, so the topic is named after
+    BUCKET_EVENTS_ROUTING_KEY. Acked by the broker, not persistent: RGW's persistent
+    topics deliver late (a retry queue of their own), and the worker re-checks
+    everything an event says anyway.
+    """
+
+    def step(client: Minio, bucket: str) -> str:
+        import boto3
+
+        topics = boto3.client(
+            "sns",
+            endpoint_url=settings.s3_endpoint,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key,
+        )
+        topic_arn: str = topics.create_topic(
+            Name=settings.bucket_events_routing_key,
+            Attributes={
+                "push-endpoint": settings.bucket_events_amqp_url,
+                "amqp-exchange": settings.bucket_events_exchange,
+                "amqp-ack-level": "broker",
+            },
+        )["TopicArn"]
+        desired = NotificationConfig(
+            topic_config_list=[
+                TopicConfig(
+                    topic=topic_arn,
+                    events=["s3:ObjectCreated:*"],
+                    config_id=NOTIFICATION_ID,
+                    prefix_filter_rule=PrefixFilterRule(UPLOADS_PREFIX),
+                )
+            ]
+        )
+        return _converge(
+            client.get_bucket_notification(bucket),
+            desired,
+            lambda: client.set_bucket_notification(bucket, desired),
+            f"{UPLOADS_PREFIX}* -> {topic_arn} -> exchange {settings.bucket_events_exchange}",
+        )
+
+    return step
 
 
 def _cors(origins: tuple[str, ...]) -> Step:
@@ -270,7 +346,7 @@ def _run_step(label: str, step: Step, client: Minio, bucket: str) -> str:
 
 
 def setup_storage(
-    settings: Settings, *, minio_notifications: bool, require_tls: bool | None
+    settings: Settings, *, bucket_events: bool, require_tls: bool | None
 ) -> list[str]:
     """Apply each step; returns one report line per step."""
     client = ObjectStore(settings, pool_size=2).client
@@ -284,10 +360,12 @@ def setup_storage(
     ]
     if settings.s3_sse:
         steps.append(("encryption", _encryption))
-    if minio_notifications:
+    if bucket_events and settings.bucket_events_source == "minio":
         steps.append(("notification", _notification))
+    if bucket_events and settings.bucket_events_source == "rgw":
+        steps.append(("notification", _rgw_notification(settings)))
     steps.append(("upload credential", _upload_credential(settings)))
-    # Last: once it is in place, plain-HTTP requests (ours included) are refused.
-    if require_tls:
-        steps.append(("policy", _policy))
+    # Last: once it denies plain HTTP, requests of ours over it are refused too.
+    if require_tls or settings.s3_upload_principal:
+        steps.append(("policy", _policy(require_tls, settings.s3_upload_principal)))
     return [_run_step(label, step, client, bucket) for label, step in steps]

@@ -1,0 +1,155 @@
+"""A single-node Ceph cluster in a temp dir with one RADOS Gateway: a real S3 store that
+checks every signature and sends bucket events (Debian's ceph-mon, ceph-osd, radosgw).
+
+One monitor, one OSD on memstore (nothing touches a disk), one gateway; no systemd, no
+manager. Authentication between the daemons is off (S3 signatures are checked
+regardless); msgr2 only; pools of size 1; a short paxos interval so start-up takes a
+couple of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.services import free_port
+
+START_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class RgwUser:
+    uid: str
+    access_key: str
+    secret_key: str
+
+    @property
+    def principal(self) -> str:
+        """How bucket policies name this user on RGW."""
+        return f"arn:aws:iam:::user/{self.uid}"
+
+
+def _config(workdir: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+    return f"""
+[global]
+fsid = {fsid}
+mon host = v2:127.0.0.1:{mon_port}
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms bind msgr1 = false
+ms bind msgr2 = true
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+osd crush chooseleaf type = 0
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon warn on pool no redundancy = false
+paxos propose interval = 0.05
+run dir = {workdir}/run
+admin socket = {workdir}/run/$name.asok
+log file = {workdir}/log/$name.log
+keyring = {workdir}/keyring
+[mon]
+mon data = {workdir}/mon/$cluster-$id
+[osd]
+osd data = {workdir}/osd/$cluster-$id
+osd objectstore = memstore
+memstore device bytes = 2147483648
+[client.rgw.gw]
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw data = {workdir}/rgw
+ms mon client mode = crc
+rgw enable apis = s3, admin, sns
+"""
+
+
+class CephGateway:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.mon_port = free_port()
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.conf = workdir / "ceph.conf"
+        self._daemons: list[subprocess.Popen[bytes]] = []
+
+    def _run(self, *args: str) -> str:
+        done = subprocess.run([*args], capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {done.stderr.strip()[-2000:]}")
+        return done.stdout
+
+    def _ceph(self, *args: str) -> str:
+        return self._run("ceph", "-c", str(self.conf), *args)
+
+    def _daemon(self, *args: str) -> None:
+        log = (self.workdir / "log" / f"{Path(args[0]).name}.out").open("ab")
+        self._daemons.append(
+            subprocess.Popen([*args, "-c", str(self.conf), "-f"], stdout=log, stderr=log)
+        )
+
+    def start(self) -> None:
+        for folder in ("run", "log", "mon/ceph-a", "osd/ceph-0", "rgw"):
+            (self.workdir / folder).mkdir(parents=True, exist_ok=True)
+        fsid = str(uuid.uuid4())
+        self.conf.write_text(_config(self.workdir, fsid, self.mon_port, self.port))
+        monmap = self.workdir / "monmap"
+        self._run(
+            "monmaptool", "--create", "--fsid", fsid,
+            "--addv", "a", f"[v2:127.0.0.1:{self.mon_port}]", str(monmap),
+        )  # fmt: skip
+        self._run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap", str(monmap))
+        self._daemon("ceph-mon", "-i", "a")
+        osd_uuid = str(uuid.uuid4())
+        osd_id = self._ceph("osd", "new", osd_uuid).strip()
+        self._run("ceph-osd", "-c", str(self.conf), "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid)
+        self._daemon("ceph-osd", "-i", osd_id)
+        self._daemon("radosgw", "-n", "client.rgw.gw")
+        self._wait_for_http()
+
+    def _wait_for_http(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                httpx.get(self.endpoint, timeout=1)
+                return
+            except httpx.TransportError:
+                pass
+            for daemon in self._daemons:
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"{daemon.args[0]} exited; see {self.workdir}/log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway never answered; see {self.workdir}/log")
+            time.sleep(0.1)
+
+    def create_user(self, uid: str) -> RgwUser:
+        user = RgwUser(uid, f"{uid}-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
+        self._run(
+            "radosgw-admin", "-c", str(self.conf), "-n", "client.rgw.gw",
+            "user", "create", f"--uid={uid}", f"--display-name={uid}",
+            f"--access-key={user.access_key}", f"--secret-key={user.secret_key}",
+        )  # fmt: skip
+        return user
+
+    def status(self) -> dict[str, object]:
+        report: dict[str, object] = json.loads(self._ceph("status", "-f", "json"))
+        return report
+
+    def stop(self) -> None:
+        # The gateway first, then the OSD, then the monitor.
+        for daemon in reversed(self._daemons):
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+        self._daemons.clear()
