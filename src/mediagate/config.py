@@ -60,6 +60,7 @@ class Settings:
     bucket_events_source: str
     bucket_events_amqp_url: str
     s3_upload_principal: str | None
+    s3_service_principal: str | None
     retry_delays_ms: tuple[int, ...]
     worker_prefetch: int
     video_time_limit: float
@@ -209,6 +210,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "S3_UPLOAD_ACCESS_KEY must differ from S3_ACCESS_KEY: presigned uploads would "
             "carry the service's full power (or set S3_ALLOW_SHARED_UPLOAD_CREDENTIALS=true)"
         )
+    upload_principal = env.optional("S3_UPLOAD_PRINCIPAL")
+    service_principal = env.optional("S3_SERVICE_PRINCIPAL")
+    if upload_principal is not None and service_principal is None:
+        raise SettingsError(
+            "S3_SERVICE_PRINCIPAL is required with S3_UPLOAD_PRINCIPAL: on stores where the "
+            "writer owns an object, the bucket policy must let the service read uploads"
+        )
     events_source = env.text("BUCKET_EVENTS_SOURCE", "minio")
     if events_source not in BUCKET_EVENT_SOURCES:
         raise SettingsError(
@@ -263,7 +271,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bucket_events_amqp_url=env.url(
             "BUCKET_EVENTS_AMQP_URL", ("amqp", "amqps"), _without_credentials(amqp_url)
         ),
-        s3_upload_principal=env.optional("S3_UPLOAD_PRINCIPAL"),
+        s3_upload_principal=upload_principal,
+        s3_service_principal=service_principal,
         retry_delays_ms=env.parsed(
             "RETRY_DELAYS_MS", (1000, 5000, 30000, 120000), _delays, "comma-separated positive ms"
         ),

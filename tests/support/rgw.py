@@ -68,7 +68,6 @@ memstore device bytes = 2147483648
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {workdir}/rgw
 ms mon client mode = crc
-rgw enable apis = s3, admin, sns
 """
 
 

@@ -77,7 +77,11 @@ def desired_notification() -> NotificationConfig:
 
 
 def desired_policy(
-    bucket: str, *, deny_insecure: bool, upload_principal: str | None
+    bucket: str,
+    *,
+    deny_insecure: bool,
+    upload_principal: str | None,
+    service_principal: str | None = None,
 ) -> dict[str, object]:
     statements: list[dict[str, object]] = []
     if deny_insecure:
@@ -92,13 +96,38 @@ def desired_policy(
             }
         )
     if upload_principal is not None:
+        assert service_principal is not None, "the settings require both"
+        principal = {"AWS": [upload_principal]}
+        # Uploads belong to the credential that wrote them (Ceph RGW): the service
+        # reads, scans and deletes them by this grant.
+        statements.append(
+            {
+                "Sid": "ServiceHandlesUploads",
+                "Effect": "Allow",
+                "Principal": {"AWS": [service_principal]},
+                "Action": ["s3:GetObject", "s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/{UPLOADS_PREFIX}*"],
+            }
+        )
         statements.append(
             {
                 "Sid": "UploadCredentialPutsUnderSessions",
                 "Effect": "Allow",
-                "Principal": {"AWS": [upload_principal]},
+                "Principal": principal,
                 "Action": ["s3:PutObject"],
                 "Resource": [f"arn:aws:s3:::{bucket}/{UPLOADS_PREFIX}*"],
+            }
+        )
+        # A store with object ownership (Ceph RGW) lets a writer read what it wrote,
+        # so a copy from another upload would pass: denied outright. Listed one by
+        # one, because RGW 16 does not honour NotAction.
+        statements.append(
+            {
+                "Sid": "UploadCredentialReadsNothing",
+                "Effect": "Deny",
+                "Principal": principal,
+                "Action": list(_UPLOAD_CREDENTIAL_DENIED),
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
@@ -142,6 +171,16 @@ def _cors_rules(document: bytes) -> list[tuple[tuple[str, frozenset[str]], ...]]
 
 
 UPLOAD_POLICY_NAME = "mediagate-upload"
+_UPLOAD_CREDENTIAL_DENIED = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetObjectAcl",
+    "s3:PutObjectAcl",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:ListBucket",
+    "s3:ListBucketMultipartUploads",
+)
 # What a store without MinIO's admin API answers on its path.
 _NOT_AN_ADMIN_API = frozenset({"400", "404", "405", "501"})
 
@@ -207,6 +246,8 @@ def _encryption(client: Minio, bucket: str) -> str:
         if error.code != "ServerSideEncryptionConfigurationNotFoundError":
             raise
         current = None
+    except ValueError:  # an answer without a rule (Ceph RGW): nothing is set
+        current = None
     if current is not None and current.rule.sse_algorithm == "AES256":
         return "SSE-S3 unchanged"
     client.set_bucket_encryption(bucket, SSEConfig(SSERule.new_sse_s3_rule()))
@@ -240,14 +281,18 @@ def _notification(client: Minio, bucket: str) -> str:
     )
 
 
-def _policy(deny_insecure: bool, upload_principal: str | None) -> Step:
+def _policy(settings: Settings, deny_insecure: bool) -> Step:
+    upload_principal = settings.s3_upload_principal
     parts = (["deny-insecure-transport"] if deny_insecure else []) + (
         [f"{upload_principal} may put under {UPLOADS_PREFIX}"] if upload_principal else []
     )
 
     def step(client: Minio, bucket: str) -> str:
         desired = desired_policy(
-            bucket, deny_insecure=deny_insecure, upload_principal=upload_principal
+            bucket,
+            deny_insecure=deny_insecure,
+            upload_principal=upload_principal,
+            service_principal=settings.s3_service_principal,
         )
         try:
             current = json.loads(client.get_bucket_policy(bucket))
@@ -367,5 +412,5 @@ def setup_storage(
     steps.append(("upload credential", _upload_credential(settings)))
     # Last: once it denies plain HTTP, requests of ours over it are refused too.
     if require_tls or settings.s3_upload_principal:
-        steps.append(("policy", _policy(require_tls, settings.s3_upload_principal)))
+        steps.append(("policy", _policy(settings, require_tls)))
     return [_run_step(label, step, client, bucket) for label, step in steps]

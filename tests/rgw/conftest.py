@@ -1,0 +1,83 @@
+"""A Ceph RADOS Gateway for the flow tests: a store that checks signatures and sends events.
+
+Its settings differ from the S3 test server's where the store does: no SSE-S3 (RGW 16
+refuses it), events from an RGW topic, the upload credential granted by bucket policy,
+and a public endpoint (`localhost`) that is not the one the service uses (`127.0.0.1`),
+so a URL signed for the wrong host would fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mediagate.config import Settings, load_settings
+from mediagate.storage.object_store import ObjectStore
+from mediagate.storage.setup import setup_storage
+from tests.conftest import make_env
+from tests.support import services
+from tests.support.rgw import CephGateway, RgwUser
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephGateway]:
+    ceph = CephGateway(tmp_path_factory.mktemp("ceph"))
+    ceph.start()
+    yield ceph
+    ceph.stop()
+
+
+@pytest.fixture(scope="session")
+def service_user(gateway: CephGateway) -> RgwUser:
+    return gateway.create_user("mediagate")
+
+
+@pytest.fixture(scope="session")
+def upload_user(gateway: CephGateway) -> RgwUser:
+    return gateway.create_user("mediagate-upload")
+
+
+@pytest.fixture(scope="session")
+def rgw_env(
+    database_url: str,
+    settings: Settings,
+    gateway: CephGateway,
+    service_user: RgwUser,
+    upload_user: RgwUser,
+) -> dict[str, str]:
+    return make_env(
+        database_url,
+        gateway.endpoint,
+        S3_PUBLIC_ENDPOINT=f"http://localhost:{gateway.port}",
+        S3_ACCESS_KEY=service_user.access_key,
+        S3_SECRET_KEY=service_user.secret_key,
+        S3_UPLOAD_ACCESS_KEY=upload_user.access_key,
+        S3_UPLOAD_SECRET_KEY=upload_user.secret_key,
+        S3_UPLOAD_PRINCIPAL=upload_user.principal,
+        S3_SERVICE_PRINCIPAL=service_user.principal,
+        S3_SSE="false",
+        BUCKET_EVENTS_SOURCE="rgw",
+        # The clamd the other tests use.
+        CLAMAV_PORT=str(settings.clamav_port),
+    )
+
+
+@pytest.fixture(scope="session")
+def rgw_settings(rgw_env: dict[str, str]) -> Settings:
+    return load_settings(rgw_env)
+
+
+@pytest.fixture(scope="session")
+def rgw_setup_report(rgw_settings: Settings) -> list[str]:
+    return setup_storage(rgw_settings, bucket_events=True, require_tls=False)
+
+
+@pytest.fixture(scope="session")
+def rgw_store(rgw_settings: Settings, rgw_setup_report: list[str]) -> ObjectStore:
+    return ObjectStore(rgw_settings)
+
+
+@pytest.fixture(scope="session")
+def rgw_api(rgw_env: dict[str, str], database: None, rgw_store: ObjectStore) -> Iterator[str]:
+    yield from services.serve_api(rgw_env)
