@@ -7,12 +7,15 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.support import services
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_dev_script_runs_the_system_and_one_upload_completes() -> None:
+@pytest.mark.parametrize("store", ["moto", "rgw"])
+async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -> None:
     database = f"mediagate_devtest_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
@@ -24,7 +27,7 @@ async def test_dev_script_runs_the_system_and_one_upload_completes() -> None:
     }
     try:
         result = subprocess.run(
-            [str(ROOT / "scripts" / "dev"), "--smoke"],
+            [str(ROOT / "scripts" / "dev"), "--store", store, "--smoke"],
             env=env,
             capture_output=True,
             text=True,
@@ -36,5 +39,6 @@ async def test_dev_script_runs_the_system_and_one_upload_completes() -> None:
         (ROOT / ".run" / f"session-{database}").unlink(missing_ok=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "session " in result.stdout and "curl -s" in result.stdout
+    assert f"({store})" in result.stdout
     assert "smoke: COMPLETED 600x450" in result.stdout
     assert "clean=True" in result.stdout

@@ -9,8 +9,11 @@ couple of seconds.
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -72,10 +75,10 @@ ms mon client mode = crc
 
 
 class CephGateway:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.mon_port = free_port()
-        self.port = free_port()
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.conf = workdir / "ceph.conf"
         self._daemons: list[subprocess.Popen[bytes]] = []
@@ -152,3 +155,26 @@ class CephGateway:
                 daemon.kill()
                 daemon.wait()
         self._daemons.clear()
+
+
+def main() -> None:
+    """Run a gateway in the foreground for `scripts/dev --store rgw`; prints its endpoint
+    and two users (the service's and the upload credential) as one JSON line."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    gateway = CephGateway(args.workdir, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        gateway.start()
+        users = {name: gateway.create_user(name) for name in ("mediagate", "mediagate-upload")}
+        report = {name: {**vars(user), "principal": user.principal} for name, user in users.items()}
+        print(json.dumps({"endpoint": gateway.endpoint, "users": report}), flush=True)
+        signal.pause()
+    finally:
+        gateway.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -87,3 +87,26 @@ def test_upload_credentials_equal_to_the_services_are_refused_unless_allowed() -
     allowed = load_settings({**shared, "S3_ALLOW_SHARED_UPLOAD_CREDENTIALS": "true"})
     assert allowed.s3_upload_access_key == "key" and allowed.s3_upload_secret_key == "secret"
     assert load_settings(BASE).public()["s3_upload_secret_key"] == "***"
+
+
+def test_bucket_event_sources_and_the_url_a_store_reaches_the_broker_by() -> None:
+    assert load_settings(BASE).bucket_events_source == "minio"
+    rgw = load_settings({**BASE, "BUCKET_EVENTS_SOURCE": "rgw"})
+    # Credentials stay out: RGW refuses a password over plain AMQP.
+    assert rgw.bucket_events_amqp_url == "amqp://mq:5672"
+    assert "guest" in rgw.amqp_url
+    given = {**BASE, "BUCKET_EVENTS_AMQP_URL": "amqps://u:p@mq.example:5671"}
+    assert load_settings(given).bucket_events_amqp_url == "amqps://u:p@mq.example:5671"
+    with pytest.raises(SettingsError, match="BUCKET_EVENTS_SOURCE must be minio, rgw or none"):
+        load_settings({**BASE, "BUCKET_EVENTS_SOURCE": "kafka"})
+
+
+def test_an_upload_principal_needs_the_services_principal_too() -> None:
+    with pytest.raises(SettingsError, match="S3_SERVICE_PRINCIPAL is required"):
+        load_settings({**BASE, "S3_UPLOAD_PRINCIPAL": "arn:aws:iam:::user/up"})
+    both = {
+        **BASE,
+        "S3_UPLOAD_PRINCIPAL": "arn:aws:iam:::user/up",
+        "S3_SERVICE_PRINCIPAL": "arn:aws:iam:::user/svc",
+    }
+    assert load_settings(both).s3_service_principal == "arn:aws:iam:::user/svc"
