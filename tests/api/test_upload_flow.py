@@ -264,3 +264,11 @@ async def test_upload_urls_are_signed_for_the_public_endpoint(
     url = urlsplit(ticket.upload_url)
     assert (url.scheme, url.netloc) == ("https", "media.example.com")
     assert "X-Amz-Expires=300" in url.query and "X-Amz-Signature=" in url.query
+
+
+async def test_the_apis_commits_are_durable(api: httpx.AsyncClient) -> None:
+    """A URL handed to a client must survive a database crash: no asynchronous commit."""
+    from mediagate.db.tables import SessionMedia
+
+    rows = await SessionMedia.raw("SHOW synchronous_commit")
+    assert rows == [{"synchronous_commit": "on"}]
