@@ -115,8 +115,13 @@ class Decoder:
             self._process.start()
             theirs.close()
             # Start-up (an interpreter, Pillow) is not the file's time: wait it out first.
-            if not ours.poll(STARTUP_SECONDS) or ours.recv() != "ready":
+            try:
+                started = ours.poll(STARTUP_SECONDS) and ours.recv() == "ready"
+            except EOFError:
+                started = False
+            if not started:
                 self.kill()
+                ours.close()
                 raise DecoderCrashed("the decoder process did not start")
             self._connection = ours
         return self._connection
