@@ -21,6 +21,8 @@ from mediagate.config import Settings, load_settings
 from mediagate.db import engine as db_engine
 from mediagate.db import media_repository as repo
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
+from mediagate.processing.images import reuse_image_memory
+from mediagate.processing.isolation import DecoderPool
 from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
 from tests.support import services
@@ -91,6 +93,14 @@ def clamd(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
     daemon.start()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def decoders() -> Iterator[DecoderPool]:
+    """Decoder processes as the worker runs them, shared by the in-process pipelines."""
+    pool = DecoderPool(2, initializer=reuse_image_memory)
+    yield pool
+    pool.close()
 
 
 @pytest.fixture(scope="session")

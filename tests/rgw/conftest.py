@@ -8,14 +8,15 @@ so a URL signed for the wrong host would fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from mediagate.config import Settings, load_settings
 from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
-from tests.conftest import make_env
+from tests.conftest import Tenant, make_env, new_tenant
 from tests.support import services
 from tests.support.rgw import CephGateway, RgwUser
 
@@ -81,3 +82,14 @@ def rgw_store(rgw_settings: Settings, rgw_setup_report: list[str]) -> ObjectStor
 @pytest.fixture(scope="session")
 def rgw_api(rgw_env: dict[str, str], database: None, rgw_store: ObjectStore) -> Iterator[str]:
     yield from services.serve_api(rgw_env)
+
+
+@pytest.fixture
+async def rgw_tenant(rgw_settings: Settings, database: None) -> Tenant:
+    return await new_tenant(rgw_settings)
+
+
+@pytest.fixture
+async def rgw_client(rgw_api: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=rgw_api) as client:
+        yield client

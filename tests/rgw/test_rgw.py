@@ -20,7 +20,7 @@ from minio.error import S3Error
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, new_tenant
+from tests.conftest import Tenant
 from tests.support import media, services
 from tests.support.broker import drain
 from tests.support.flow import confirm, put_object, request_upload
@@ -47,17 +47,6 @@ def _with_query(url: str, **changes: str) -> str:
 
 def _put(url: str, data: bytes = b"\xff\xd8\xff\xe0data", **headers: str) -> httpx.Response:
     return httpx.put(url, content=data, headers={"Content-Type": "image/jpeg", **headers})
-
-
-@pytest.fixture
-async def rgw_tenant(rgw_settings: Settings, database: None) -> Tenant:
-    return await new_tenant(rgw_settings)
-
-
-@pytest.fixture
-async def rgw_client(rgw_api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=rgw_api) as client:
-        yield client
 
 
 def test_setup_on_rgw_says_what_the_store_lacks(

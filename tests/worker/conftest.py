@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
-from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
@@ -23,13 +21,6 @@ from tests.support.flow import confirm, put_object, request_upload
 @pytest.fixture(scope="session")
 def scratch_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("scratch")
-
-
-@pytest.fixture(scope="session")
-def decoders() -> Iterator[DecoderPool]:
-    pool = DecoderPool(2, initializer=reuse_image_memory)
-    yield pool
-    pool.close()
 
 
 @pytest.fixture(scope="session")
