@@ -29,6 +29,16 @@ UPLOAD_CREDENTIAL_SKIPPED = (
 )
 
 
+def _report(settings: Settings, *, again: bool) -> list[str]:
+    return [
+        f"bucket: {'exists' if again else 'created'}",
+        f"lifecycle: {'unchanged' if again else 'uploads expire after 1 day'}",
+        "cors: none (CORS_ALLOWED_ORIGINS is empty)",
+        f"encryption: SSE-S3 {'unchanged' if again else 'set'}",
+        UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
+    ]
+
+
 def _fresh(env: dict[str, str], **more: str) -> Settings:
     return load_settings({**env, "S3_BUCKET": f"setup-{uuid.uuid4().hex[:10]}", **more})
 
@@ -36,21 +46,9 @@ def _fresh(env: dict[str, str], **more: str) -> Settings:
 def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[str, str]) -> None:
     settings = _fresh(env)
     first = setup_storage(settings, bucket_events=False, require_tls=False)
-    assert first == [
-        "bucket: created",
-        "lifecycle: uploads expire after 1 day",
-        "cors: none (CORS_ALLOWED_ORIGINS is empty)",
-        "encryption: SSE-S3 set",
-        UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
-    ]
+    assert first == _report(settings, again=False)
     second = setup_storage(settings, bucket_events=False, require_tls=False)
-    assert second == [
-        "bucket: exists",
-        "lifecycle: unchanged",
-        "cors: none (CORS_ALLOWED_ORIGINS is empty)",
-        "encryption: SSE-S3 unchanged",
-        UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
-    ]
+    assert second == _report(settings, again=True)
 
     client = ObjectStore(settings).client
     rules = client.get_bucket_lifecycle(settings.s3_bucket).rules

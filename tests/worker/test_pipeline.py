@@ -33,6 +33,14 @@ def _scratch_is_cleaned(scratch_root: Path) -> Iterator[None]:
     assert list(scratch_root.iterdir()) == [], "every job removes its scratch directory"
 
 
+def _without_a_scanner(
+    settings: Settings, store: ObjectStore, decoders: DecoderPool, scratch_root: Path
+) -> MediaPipeline:
+    """A pipeline whose clamd never answers (nothing listens on its port)."""
+    scanner = ClamdScanner("127.0.0.1", services.free_port(), 1)
+    return MediaPipeline(settings, store, scanner, decoders, scratch_root=scratch_root)
+
+
 async def _assert_rejected(store: ObjectStore, key: str, fragment: str) -> None:
     record = await row(key)
     assert record.status is MediaStatus.REJECTED, record
@@ -416,18 +424,11 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
     decoders: DecoderPool,
 ) -> None:
     """Redelivered with the job half-done means the worker died; the third time, stop."""
-    from mediagate.scanning.clamav import ClamdScanner
     from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS, DeadLetter
 
     key = await stage(api, tenant, media.fixture("landscape_2.jpg"), "a.jpg", "image/jpeg")
     # A scanner that never answers leaves the job half-done (SCANNING), as a crash would.
-    stuck = MediaPipeline(
-        settings,
-        store,
-        ClamdScanner("127.0.0.1", services.free_port(), 1),
-        decoders,
-        scratch_root=scratch_root,
-    )
+    stuck = _without_a_scanner(settings, store, decoders, scratch_root)
     assert isinstance(await stuck.handle(key, 0), Retry)
     for crash in range(1, MAX_CRASHED_ATTEMPTS):
         assert isinstance(await stuck.handle(key, 0, redelivered=True), Retry)
@@ -461,13 +462,7 @@ async def test_costly_images_are_refused_from_their_headers_before_the_scan(
 ) -> None:
     key = await stage(api, tenant, data, filename, content_type)
     # No scanner answers here: had the scan come first, this would be a Retry.
-    unscanned = MediaPipeline(
-        settings,
-        store,
-        ClamdScanner("127.0.0.1", services.free_port(), 1),
-        decoders,
-        scratch_root=scratch_root,
-    )
+    unscanned = _without_a_scanner(settings, store, decoders, scratch_root)
     assert isinstance(await unscanned.handle(key, 0), Done)
     await _assert_rejected(store, key, reason)
 

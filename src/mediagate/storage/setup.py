@@ -62,18 +62,19 @@ def desired_lifecycle() -> LifecycleConfig:
     )
 
 
-def desired_notification() -> NotificationConfig:
-    """Only uploads (sessions/) raise events; processed copies (processed/) never do."""
-    return NotificationConfig(
-        queue_config_list=[
-            QueueConfig(
-                queue=MINIO_AMQP_ARN,
-                events=["s3:ObjectCreated:*"],
-                config_id=NOTIFICATION_ID,
-                prefix_filter_rule=PrefixFilterRule(UPLOADS_PREFIX),
-            )
-        ]
+def desired_notification(topic_arn: str | None = None) -> NotificationConfig:
+    """Only uploads (sessions/) raise events; processed copies (processed/) never do.
+    To MinIO's AMQP target, or to an RGW topic when its ARN is given."""
+    events, scope = ["s3:ObjectCreated:*"], PrefixFilterRule(UPLOADS_PREFIX)
+    if topic_arn is not None:
+        topic = TopicConfig(
+            topic=topic_arn, events=events, config_id=NOTIFICATION_ID, prefix_filter_rule=scope
+        )
+        return NotificationConfig(topic_config_list=[topic])
+    queue = QueueConfig(
+        queue=MINIO_AMQP_ARN, events=events, config_id=NOTIFICATION_ID, prefix_filter_rule=scope
     )
+    return NotificationConfig(queue_config_list=[queue])
 
 
 def desired_policy(
@@ -336,16 +337,7 @@ def _rgw_notification(settings: Settings) -> Step:
                 "amqp-ack-level": "broker",
             },
         )["TopicArn"]
-        desired = NotificationConfig(
-            topic_config_list=[
-                TopicConfig(
-                    topic=topic_arn,
-                    events=["s3:ObjectCreated:*"],
-                    config_id=NOTIFICATION_ID,
-                    prefix_filter_rule=PrefixFilterRule(UPLOADS_PREFIX),
-                )
-            ]
-        )
+        desired = desired_notification(topic_arn)
         return _converge(
             client.get_bucket_notification(bucket),
             desired,
