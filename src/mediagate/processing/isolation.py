@@ -106,7 +106,8 @@ class Decoder:
         self._process: Any = None
         self._connection: Connection | None = None
 
-    def _start(self) -> Connection:
+    def start(self) -> Connection:
+        """The running child's pipe, starting a child first if there is none."""
         if self._connection is None or self._process is None or not self._process.is_alive():
             ours, theirs = _CONTEXT.Pipe()
             self._process = _CONTEXT.Process(
@@ -127,7 +128,7 @@ class Decoder:
         return self._connection
 
     def call(self, function: Callable[..., T], args: tuple[Any, ...], limits: Limits) -> T:
-        connection = self._start()
+        connection = self.start()
         connection.send((function, args, limits))
         if not connection.poll(limits.wall_seconds):
             self.kill()
@@ -177,6 +178,10 @@ class DecoderPool:
         self._all = [Decoder(initializer) for _ in range(size)]
         for decoder in self._all:
             self._idle.put_nowait(decoder)
+
+    async def start(self) -> None:
+        """Start every child now, so the first files do not wait for an interpreter."""
+        await asyncio.gather(*(asyncio.to_thread(decoder.start) for decoder in self._all))
 
     async def call(self, function: Callable[..., T], args: tuple[Any, ...], limits: Limits) -> T:
         decoder = await self._idle.get()

@@ -59,6 +59,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
         if not await asyncio.to_thread(scanner.ping):
             log.warning("clamd does not answer; scans fail closed until it does")
+        await decoders.start()
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
         if removed := remove_abandoned_scratch(None, longest_job):
