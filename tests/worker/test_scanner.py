@@ -53,6 +53,18 @@ def test_a_size_limit_reply_is_not_a_clean_scan(
         scanner.scan_file(big)
 
 
+def test_a_signature_hidden_inside_a_valid_photo_is_found(
+    clamd: services.Clamd, tmp_path: Path
+) -> None:
+    """Image fuzzy hashing is off in the shipped clamd.conf; every byte is still matched."""
+    photo = media.fixture("landscape_1.jpg")
+    comment = b"\xff\xfe" + (len(media.eicar()) + 2).to_bytes(2, "big") + media.eicar()
+    hidden = tmp_path / "hidden.jpg"
+    hidden.write_bytes(photo[:2] + comment + photo[2:])  # a COM segment right after SOI
+    scanner = ClamdScanner("127.0.0.1", clamd.port, timeout=30)
+    assert scanner.scan_file(hidden) == Infected("Eicar-Test-Signature.UNOFFICIAL")
+
+
 def test_real_scans(clamd: services.Clamd, tmp_path: Path) -> None:
     scanner = ClamdScanner("127.0.0.1", clamd.port, timeout=30)
     clean, infected = tmp_path / "clean.jpg", tmp_path / "eicar.txt"
