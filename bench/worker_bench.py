@@ -5,10 +5,13 @@ a PNG with alpha, 30 s 1080p videos (H.264/AAC, which is remuxed, and MPEG-4 Par
 which is transcoded) and a 5 s 1080p clip to show memory does not grow with length.
 
 Each file goes through the whole pipeline in a fresh worker process (download, scan,
-decode+encode, upload, database), which reports its own peak RSS and ffmpeg's. In the
-same run: libvips (CLI and pyvips in-process) on the same JPEGs, clamdscan --stream
-(raw INSTREAM in C) on the same bytes, and the raw ffmpeg command. Last, files per
-minute through `mediagate worker` with 1 and 2 worker processes.
+decode+encode, upload, database), which reports its own peak RSS and its decoder
+process's. In the same run: libvips (CLI and pyvips in-process) on the same JPEGs,
+clamdscan --stream (raw INSTREAM in C) on the same bytes, and the raw ffmpeg command.
+Last, through `mediagate worker`, on distinct 12 MP JPEGs (same pixels, bytes of their
+own, so clamd's cache of clean results never answers): photos per minute with 1 and 2
+worker processes, and confirm -> COMPLETED latency (p50, p95) one photo at a time and in
+a burst of 50. `--throughput-only` runs just that last part.
 Run: `just bench-worker` (or `.venv/bin/python bench/worker_bench.py`).
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -63,6 +67,19 @@ def photo(path: Path, size: tuple[int, int]) -> Path:
     exif[0x0112] = 6
     stored.save(path, "JPEG", quality=92, exif=exif.tobytes())
     return path
+
+
+def distinct_copies(source: Path, count: int, directory: Path) -> list[Path]:
+    """`count` JPEGs with the pixels of `source` and bytes of their own (a numbered comment
+    segment after SOI): clamd caches clean results by hash, so repeats would measure that."""
+    data = source.read_bytes()
+    copies = []
+    for number in range(count):
+        copy = directory / f"{source.stem}-{number}.jpg"
+        comment = b"\xff\xfe\x00\x06" + number.to_bytes(4, "big")
+        copy.write_bytes(data[:2] + comment + data[2:])
+        copies.append(copy)
+    return copies
 
 
 def png_with_alpha(path: Path) -> Path:
@@ -271,21 +288,71 @@ async def throughput(
 
 
 def report_throughput(
-    env: dict[str, str], settings: Settings, files: dict[str, tuple[Path, str]], batch: int
+    env: dict[str, str], settings: Settings, photo_path: Path, batch: int, scratch: Path
 ) -> None:
-    same_photo = [files["jpeg 12 MP"]] * batch
     for workers in (1, 2):
-        rate = asyncio.run(throughput(env, settings, same_photo, workers))
-        print(f"\nthroughput, {batch} x 12 MP JPEG, {workers} worker(s): {rate:.1f}/min")
+        photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, batch, scratch)]
+        rate = asyncio.run(throughput(env, settings, photos, workers))
+        print(f"\nthroughput, {batch} distinct 12 MP JPEGs, {workers} worker(s): {rate:.1f}/min")
+    for burst, count in ((False, 12), (True, 50)):
+        photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, count, scratch)]
+        seconds = sorted(asyncio.run(latency(env, settings, photos, burst=burst)))
+        p50, p95 = seconds[len(seconds) // 2], seconds[int(len(seconds) * 0.95) - 1]
+        how = f"a burst of {count}" if burst else f"{count} one at a time"
+        print(
+            f"\nconfirm -> COMPLETED, 12 MP JPEGs, {how}, 1 worker: "
+            f"p50 {p50:.3f} s, p95 {p95:.3f} s"
+        )
+
+
+async def latency(
+    env: dict[str, str], settings: Settings, files: list[tuple[Path, str]], *, burst: bool
+) -> list[float]:
+    """Seconds from each job's publication (what confirmUpload does) to its COMPLETED
+    commit, by the worker's own timestamp: the polling here adds nothing to it."""
+    keys_ = await stage(settings, files)
+    worker = start_worker(env)
+    engine = db_engine.bind_engine(settings)
+    await db_engine.start_pool(engine, 4)
+    publisher = await JobPublisher.connect(settings)
+    published: dict[str, datetime] = {}
+
+    async def publish(key: str) -> None:
+        record = await repo.find_by_key(key)
+        assert record is not None
+        published[key] = datetime.now(UTC)
+        await publisher.publish(ProcessJob(record.id, key, record.session_id))
+
+    try:
+        await wait_until(lambda: consumers_at_least(settings, 1), "no worker", 60)
+        for key in keys_:
+            await publish(key)
+            if not burst:
+                await wait_for_status(key, MediaStatus.COMPLETED, timeout=600)
+        done = [await wait_for_status(key, MediaStatus.COMPLETED, timeout=600) for key in keys_]
+    finally:
+        await publisher.close()
+        await engine.close_connection_pool()
+        worker.terminate()
+        worker.wait(timeout=60)
+    return [
+        (record.processed_at - published[record.file_key]).total_seconds()
+        for record in done
+        if record.processed_at is not None
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=12, help="12 MP JPEGs per throughput run")
     parser.add_argument(
-        "--throughput-only", action="store_true", help="skip the per-file and baseline parts"
+        "--throughput-only",
+        action="store_true",
+        help="throughput and latency only: skip the per-file and baseline parts",
     )
     args = parser.parse_args()
+    # The S3 test server logs every request: not in the way of the tables.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     for tool in ("vips", "clamdscan", "clamd", "ffmpeg"):
         if shutil.which(tool) is None:
             raise SystemExit(
@@ -309,7 +376,7 @@ def main() -> None:
             setup_storage(settings, bucket_events=False, require_tls=False)
             if args.throughput_only:
                 twelve = photo(scratch / "12mp.jpg", (4000, 3000))
-                report_throughput(env, settings, {"jpeg 12 MP": (twelve, "image/jpeg")}, args.batch)
+                report_throughput(env, settings, twelve, args.batch, scratch)
                 return
             print("making inputs ...", flush=True)
             files = inputs(scratch)
@@ -374,7 +441,7 @@ def main() -> None:
             )
             print(f"  mediagate / raw = {ratio:.3f}x")
 
-            report_throughput(env, settings, files, args.batch)
+            report_throughput(env, settings, files["jpeg 12 MP"][0], args.batch, scratch)
         finally:
             clamd_daemon.stop()
             asyncio.run(services.drop_database(database_url))
