@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -16,7 +17,7 @@ from PIL import Image
 
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
-from mediagate.processing.isolation import DecoderPool
+from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import Done, MediaPipeline, Retry
 from mediagate.services.uploads import UploadService
@@ -491,3 +492,46 @@ async def test_an_image_that_decodes_too_long_is_rejected_and_the_worker_goes_on
     await _assert_rejected(store, slow, "the image takes too long to decode")
     assert isinstance(await hurried.handle(fine, 0), Done)
     assert (await row(fine)).status is MediaStatus.COMPLETED
+
+
+async def test_an_infected_verdict_kills_the_decoder_working_on_the_file(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    clamd: services.Clamd,
+    scratch_root: Path,
+) -> None:
+    """Scan and decode run at once; the verdict comes first and ends the decoding."""
+    # 49 MP, seconds to decode; the signature sits in a comment segment after SOI.
+    picture = media.progressive_jpeg((7000, 7000))
+    comment = b"\xff\xfe" + (len(media.eicar()) + 2).to_bytes(2, "big") + media.eicar()
+    key = await stage(api, tenant, picture[:2] + comment + picture[2:], "a.jpg", "image/jpeg")
+    own = DecoderPool(1)
+    limits = Limits(60, 60, 2 * 1024**3)
+    try:
+        decoder_before = await own.call(os.getpid, (), limits)
+        scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, 30)
+        pipeline = MediaPipeline(settings, store, scanner, own, scratch_root=scratch_root)
+        assert isinstance(await pipeline.handle(key, 0), Done)
+        await _assert_rejected(store, key, "virus detected")
+        assert await own.call(os.getpid, (), limits) != decoder_before, "killed mid-decode"
+    finally:
+        own.close()
+
+
+async def test_nothing_leaves_scanning_without_a_verdict(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    store: ObjectStore,
+    scratch_root: Path,
+    decoders: DecoderPool,
+) -> None:
+    key = await stage(api, tenant, media.fixture("landscape_5.jpg"), "a.jpg", "image/jpeg")
+    unscanned = _without_a_scanner(settings, store, decoders, scratch_root)
+    assert isinstance(await unscanned.handle(key, 0), Retry)
+    record = await row(key)
+    assert record.status is MediaStatus.SCANNING and record.processed_key is None
+    listed = store.client.list_objects(store.bucket, prefix="processed/", recursive=True)
+    assert not any(key.split("/")[-1].split(".")[0] in o.object_name for o in listed)

@@ -230,17 +230,24 @@ class MediaPipeline:
                 checksum = await self._download(record, original)
             with timings.stage("inspect"):
                 await self._check_decoding_cost(record, original)
-            with timings.stage("scan"):
-                verdict = await asyncio.to_thread(self._scanner.scan_file, original)
-            if isinstance(verdict, Infected):
-                raise _Rejected(f"virus detected: {verdict.signature}")
+            # The caged decoder works on the unscanned file while clamd scans it: nothing
+            # leaves SCANNING, and nothing is stored, before a clean verdict; any other
+            # verdict, or any failure, kills the decoder.
+            decoding = asyncio.ensure_future(self._sanitize(record, original, scratch))
             try:
+                with timings.stage("scan"):
+                    verdict = await asyncio.to_thread(self._scanner.scan_file, original)
+                if isinstance(verdict, Infected):
+                    raise _Rejected(f"virus detected: {verdict.signature}")
                 check_file_magic(original, record.content_type)
                 record = await self._move(record, MediaStatus.PROCESSING)
                 with timings.stage("process"):
-                    output = await self._sanitize(record, original, scratch)
+                    output = await decoding
             except UnacceptableMedia as error:
                 raise _Rejected(str(error)) from None
+            finally:
+                decoding.cancel()  # nothing when it is done already
+                await asyncio.gather(decoding, return_exceptions=True)
             with timings.stage("upload"):
                 final_key, poster_key = await self._store_output(record, output)
             with timings.stage("database"):
