@@ -50,6 +50,7 @@ class Settings:
     graphql_max_fragment_spreads: int
     db_pool_size: int
     http_header_timeout: float
+    http_max_header_bytes: int
     http_body_timeout: float
     http_keepalive_timeout: int
     http_max_connections: int
@@ -260,6 +261,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         graphql_max_fragment_spreads=env.positive_int("GRAPHQL_MAX_FRAGMENT_SPREADS", 30),
         db_pool_size=env.positive_int("DB_POOL_SIZE", 20),
         http_header_timeout=env.positive_float("HTTP_HEADER_TIMEOUT", 10.0),
+        http_max_header_bytes=env.positive_int("HTTP_MAX_HEADER_BYTES", 32 * 1024),
         http_body_timeout=env.positive_float("HTTP_BODY_TIMEOUT", 10.0),
         http_keepalive_timeout=env.positive_int("HTTP_KEEPALIVE_TIMEOUT", 5),
         http_max_connections=env.positive_int("HTTP_MAX_CONNECTIONS", 1000),

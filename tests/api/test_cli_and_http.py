@@ -88,6 +88,7 @@ def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Itera
 
 HEADER_TIMEOUT = 1.0
 MAX_CONNECTIONS = 50
+MAX_HEADER_BYTES = 4096
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,7 @@ def bounded_api(env: dict[str, str], database: None, store: ObjectStore) -> Iter
         "HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "HTTP_BODY_TIMEOUT": str(HEADER_TIMEOUT),
         "HTTP_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+        "HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "HTTP_KEEPALIVE_TIMEOUT": "60",
     }
     yield from serve_api({**env, **limits})
@@ -156,6 +158,22 @@ async def test_excess_connections_are_closed_at_once(bounded_api: str) -> None:
     for _, held_writer in held:
         held_writer.close()
     writer.close()
+    await _answers_again(bounded_api)
+
+
+async def test_endless_headers_are_cut_at_the_byte_limit(bounded_api: str) -> None:
+    """Fast, not slow: within the deadline a client could otherwise send gigabytes. (Three
+    times the limit, no end of headers; all of it fits the socket buffers, so the server
+    reads it whole and its answer is not lost to a reset.)"""
+    port = int(bounded_api.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(12))
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + filler)
+    await writer.drain()
+    answer = await _closed_by_server(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert b"headers too large" in answer
     await _answers_again(bounded_api)
 
 

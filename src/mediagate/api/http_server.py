@@ -1,10 +1,12 @@
 """`mediagate serve`: uvicorn with the limits a public HTTP server needs.
 
 uvicorn bounds idle keep-alive connections but not a client that sends its headers
-slowly, nor how many connections one process holds. Both are added here, on uvicorn's
-own protocol class: a header deadline per request (from the connection's first byte,
-or the previous response, to the end of the headers) and a connection cap above which
-new connections are closed at once. The body deadline is the ASGI handler's.
+slowly or without end (it keeps every header it is sent), nor how many connections one
+process holds. These are added here, on uvicorn's own protocol class: a header deadline
+per request (from the connection's first byte, or the previous response, to the end of
+the headers), a cap on the bytes before the end of the headers (answered with uvicorn's
+own 400), and a connection cap above which new connections are closed at once. The body
+deadline and size are the ASGI handler's.
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ from mediagate.config import Settings
 class BoundedConfig(uvicorn.Config):
     """uvicorn's config plus our two limits; picklable, so worker processes get them."""
 
-    def __init__(self, *args: Any, header_timeout: float, max_connections: int, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        header_timeout: float,
+        max_header_bytes: int,
+        max_connections: int,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
+        self.max_header_bytes = max_header_bytes
         self.max_connections = max_connections
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
     config: BoundedConfig
     _header_deadline: asyncio.TimerHandle | None = None
+    # Bytes received while the headers are read; within one read of exact.
+    _header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -38,6 +50,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             transport.abort()
             return
         self._start_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_deadline is not None:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.config.max_header_bytes:
+                self._cancel_header_deadline()
+                self.send_400_response("Request headers too large.")
+                return
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -53,6 +74,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _start_header_deadline(self) -> None:
         if self._header_deadline is None:
+            self._header_bytes = 0
             self._header_deadline = self.loop.call_later(
                 self.config.header_timeout, self.transport.close
             )
@@ -82,6 +104,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         access_log=False,
         timeout_keep_alive=int(settings.http_keepalive_timeout),
         header_timeout=settings.http_header_timeout,
+        max_header_bytes=settings.http_max_header_bytes,
         max_connections=settings.http_max_connections,
     )
     server = uvicorn.Server(config)
