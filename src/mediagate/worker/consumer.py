@@ -29,6 +29,8 @@ ATTEMPT_HEADER = "x-mediagate-attempt"
 REASON_HEADER = "x-mediagate-reason"
 # A finished job whose message could not be settled waits this long for the redelivery.
 UNSETTLED_JOB_SECONDS = 600.0
+LOGGED_REASONS = 5
+LOGGED_REASON_CHARS = 200
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:
@@ -97,8 +99,13 @@ class MediaConsumer:
             )
             await message.ack()
             return
-        for reason in parsed.ignored:
-            log.info("bucket event passed over", extra={"reason": reason})
+        if parsed.ignored:
+            # One line a message, whatever the number of records it carries.
+            reasons = sorted({reason[:LOGGED_REASON_CHARS] for reason in parsed.ignored})
+            log.info(
+                "bucket event records passed over",
+                extra={"count": len(parsed.ignored), "reasons": reasons[:LOGGED_REASONS]},
+            )
         for item in parsed.items:
             log.info(
                 "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
