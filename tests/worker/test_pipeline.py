@@ -34,7 +34,8 @@ def _scratch_is_cleaned(scratch_root: Path) -> Iterator[None]:
     assert list(scratch_root.iterdir()) == [], "every job removes its scratch directory"
 
 
-def _without_a_scanner(
+@pytest.fixture
+def unscanned(
     settings: Settings, store: ObjectStore, decoders: DecoderPool, scratch_root: Path
 ) -> MediaPipeline:
     """A pipeline whose clamd never answers (nothing listens on its port)."""
@@ -421,26 +422,20 @@ async def test_monitoring_counts_viruses_and_processing_time(
 
 
 async def test_a_file_that_keeps_killing_workers_is_parked(
-    api: httpx.AsyncClient,
-    settings: Settings,
-    tenant: Tenant,
-    store: ObjectStore,
-    scratch_root: Path,
-    decoders: DecoderPool,
+    api: httpx.AsyncClient, tenant: Tenant, store: ObjectStore, unscanned: MediaPipeline
 ) -> None:
     """Redelivered with the job half-done means the worker died; the third time, stop."""
     from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS, DeadLetter
 
     key = await stage(api, tenant, media.fixture("landscape_2.jpg"), "a.jpg", "image/jpeg")
     # A scanner that never answers leaves the job half-done (SCANNING), as a crash would.
-    stuck = _without_a_scanner(settings, store, decoders, scratch_root)
-    assert isinstance(await stuck.handle(key, 0), Retry)
+    assert isinstance(await unscanned.handle(key, 0), Retry)
     # The decoder had the file while the scan was pending, yet nothing left SCANNING.
     assert (await row(key)).processed_key is None and not _has_processed_copy(store, key)
     for crash in range(1, MAX_CRASHED_ATTEMPTS):
-        assert isinstance(await stuck.handle(key, 0, redelivered=True), Retry)
+        assert isinstance(await unscanned.handle(key, 0, redelivered=True), Retry)
         assert (await row(key)).crashed_attempts == crash
-    parked = await stuck.handle(key, 0, redelivered=True)
+    parked = await unscanned.handle(key, 0, redelivered=True)
     assert isinstance(parked, DeadLetter) and "stopped 3 times" in parked.reason
     record = await row(key)
     assert record.status is MediaStatus.SCAN_FAILED
@@ -457,11 +452,9 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
 )
 async def test_costly_images_are_refused_from_their_headers_before_the_scan(
     api: httpx.AsyncClient,
-    settings: Settings,
     tenant: Tenant,
     store: ObjectStore,
-    scratch_root: Path,
-    decoders: DecoderPool,
+    unscanned: MediaPipeline,
     data: bytes,
     filename: str,
     content_type: str,
@@ -469,7 +462,6 @@ async def test_costly_images_are_refused_from_their_headers_before_the_scan(
 ) -> None:
     key = await stage(api, tenant, data, filename, content_type)
     # No scanner answers here: had the scan come first, this would be a Retry.
-    unscanned = _without_a_scanner(settings, store, decoders, scratch_root)
     assert isinstance(await unscanned.handle(key, 0), Done)
     await _assert_rejected(store, key, reason)
 
