@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,6 +79,25 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
         "p99_ms": _to_ms(latency["99"]),
         "non_2xx": float(errors.group(1)) if errors else 0.0,
     }
+
+
+@contextlib.contextmanager
+def profiling(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy sampling the server and its processes (GIL holders and idle frames apart)."""
+    if output is None:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    recorder = subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
+        + ["--rate", "200", "--output", str(output), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=60)
 
 
 def peak_rss_mib(root_pid: int) -> float:
@@ -151,8 +173,19 @@ async def count_rows(settings: Settings, session_id: uuid.UUID) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2, help="API processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="API processes (default: what `mediagate serve` starts, one per usable core)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="record the API processes with py-spy during the last level (collapsed stacks)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -202,7 +235,10 @@ def main() -> None:
                     time.sleep(0.2)
                 script = wrk_script(Path(scratch), session_id, token)
                 run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
-                results = {c: run_wrk(url, script, c, args.seconds) for c in args.concurrency}
+                *levels, last = args.concurrency
+                results = {c: run_wrk(url, script, c, args.seconds) for c in levels}
+                with profiling(server.pid, args.profile):
+                    results[last] = run_wrk(url, script, last, args.seconds)
                 rss = peak_rss_mib(server.pid)
             finally:
                 server.terminate()

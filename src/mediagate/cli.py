@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the GraphQL API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="API processes")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=len(os.sched_getaffinity(0)),
+        help="API processes (default: one per CPU core this process may run on)",
+    )
 
     commands.add_parser("migrate", help="apply database migrations (idempotent)")
     worker = commands.add_parser(
@@ -91,6 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.debug("settings", extra={"settings": settings.public()})
     handler = _HANDLERS[args.command]
     return handler(settings, args)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

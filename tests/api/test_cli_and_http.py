@@ -19,7 +19,7 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, drain_jobs
-from tests.support.services import serve_api
+from tests.support.services import ServedApi, serve_api
 
 MEDIAGATE = [sys.executable, "-m", "mediagate.cli"]
 
@@ -79,11 +79,18 @@ async def test_session_create_and_token_print_only_what_scripts_need(
 def test_bad_cli_arguments_are_refused(env: dict[str, str]) -> None:
     result = run_cli(env, "session", "create", "--org", "not-a-uuid")
     assert result.returncode == 2 and "not a UUID" in result.stderr
+    result = run_cli(env, "serve", "--workers", "0")
+    assert result.returncode == 2 and "must be 1 or more" in result.stderr
 
 
 @pytest.fixture(scope="module")
-def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
-    yield from serve_api(env)
+def served_api(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[ServedApi]:
+    with serve_api(env) as served:
+        yield served
+
+
+def test_serve_runs_one_process_per_usable_core_by_default(served_api: ServedApi) -> None:
+    assert served_api.serving_processes() == len(os.sched_getaffinity(0))
 
 
 HEADER_TIMEOUT = 1.0
@@ -100,7 +107,9 @@ def bounded_api(env: dict[str, str], database: None, store: ObjectStore) -> Iter
         "HTTP_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
         "HTTP_KEEPALIVE_TIMEOUT": "60",
     }
-    yield from serve_api({**env, **limits})
+    # One process: the connection cap is per process.
+    with serve_api({**env, **limits}, "--workers", "1") as served:
+        yield served.url
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
@@ -192,13 +201,13 @@ async def test_a_slow_body_gets_408(bounded_api: str) -> None:
 
 
 async def test_upload_flow_over_real_http(
-    served_api: str, env: dict[str, str], settings: Settings
+    served_api: ServedApi, env: dict[str, str], settings: Settings
 ) -> None:
     org, user = uuid.uuid4(), uuid.uuid4()
     session = run_cli(env, "session", "create", "--org", str(org)).stdout.strip()
     token = run_cli(env, "token", "--user", str(user), "--org", str(org)).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=served_api, headers=headers) as client:
+    async with httpx.AsyncClient(base_url=served_api.url, headers=headers) as client:
         presign = await client.post(
             "/graphql",
             json={

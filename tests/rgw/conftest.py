@@ -81,7 +81,8 @@ def rgw_store(rgw_settings: Settings, rgw_setup_report: list[str]) -> ObjectStor
 
 @pytest.fixture(scope="session")
 def rgw_api(rgw_env: dict[str, str], database: None, rgw_store: ObjectStore) -> Iterator[str]:
-    yield from services.serve_api(rgw_env)
+    with services.serve_api(rgw_env) as served:
+        yield served.url
 
 
 @pytest.fixture

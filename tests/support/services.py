@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -124,20 +125,12 @@ class Clamd:
             self._process = None
 
 
-def serve_api(env: dict[str, str]) -> Iterator[str]:
-    """`mediagate serve` as a process on a free port, until the generator is closed."""
+@contextmanager
+def serve_api(env: dict[str, str], *options: str) -> Iterator[ServedApi]:
+    """`mediagate serve` as a process on a free port, until the block ends."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mediagate.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", "mediagate.cli", "serve", "--port", str(port), *options],
         env={"PATH": os.environ["PATH"], **env},
     )
     base = f"http://127.0.0.1:{port}"
@@ -151,7 +144,19 @@ def serve_api(env: dict[str, str]) -> Iterator[str]:
         assert process.poll() is None, "mediagate serve exited"
         assert time.monotonic() < deadline, "mediagate serve never became ready"
         time.sleep(0.1)
-    yield base
+    yield ServedApi(base, process.pid)
     process.terminate()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
     assert process.wait(timeout=30) in (0, -15)
+
+
+@dataclass(frozen=True)
+class ServedApi:
+    url: str
+    pid: int
+
+    def serving_processes(self) -> int:
+        """The server itself, or the processes its supervisor started to serve."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        return sum(b"spawn_main" in command for command in commands) or 1

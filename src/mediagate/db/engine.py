@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
 
 import asyncpg
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -40,6 +44,83 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 async def start_pool(engine: PostgresEngine, size: int) -> None:
     await engine.start_connection_pool(min_size=1, max_size=size, reset=_keep_session)
+    # Piccolo and our queries use only acquire, release, fetch*, execute and close.
+    engine.pool = FairPool(engine.pool, size)
+
+
+class FairPool:
+    """asyncpg's pool in arrival order.
+
+    asyncpg gives a released connection to whichever caller asks first, so a newcomer
+    can take it from the waiter just woken for it, who then queues again at the back
+    (MagicStack/asyncpg#1247). Under load that starves a few requests: at concurrency 64
+    they made the API's p99 twice what it is with this FIFO gate in front.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, size: int) -> None:
+        self._pool = pool
+        self._turns = asyncio.Semaphore(size)  # FIFO: a release hands over to the oldest
+
+    def acquire(self) -> _Acquisition:
+        """`await pool.acquire()` or `async with pool.acquire() as connection`."""
+        return _Acquisition(self)
+
+    async def take(self) -> asyncpg.Connection:
+        await self._turns.acquire()
+        try:
+            return await self._pool.acquire()
+        except BaseException:
+            self._turns.release()
+            raise
+
+    async def release(
+        self, connection: asyncpg.Connection, *, timeout: float | None = None
+    ) -> None:
+        try:
+            await self._pool.release(connection, timeout=timeout)
+        finally:
+            self._turns.release()
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.acquire() as connection:
+            return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as connection:
+            return await connection.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            return await connection.execute(query, *args)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class _Acquisition:
+    def __init__(self, pool: FairPool) -> None:
+        self._pool = pool
+        self._connection: asyncpg.Connection | None = None
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self._pool.take().__await__()
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._connection = await self._pool.take()
+        return self._connection
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._connection is not None
+        await self._pool.release(self._connection)
 
 
 async def migrate() -> bool:
