@@ -89,8 +89,10 @@ def profiling(pid: int, output: Path | None) -> Iterator[None]:
         return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     recorder = subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
-        + ["--rate", "200", "--output", str(output), "--nonblocking"],
+        [
+            *(py_spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"),
+            *("--rate", "200", "--output", str(output), "--nonblocking"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
