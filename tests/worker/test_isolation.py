@@ -4,8 +4,10 @@ every process the decoder started."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,10 @@ def start_and_wait(pid_file: Path) -> None:
     child = subprocess.Popen(["sleep", "600"])
     pid_file.write_text(str(child.pid))
     child.wait()
+
+
+def top_level_modules() -> set[str]:
+    return {name.split(".")[0] for name in sys.modules}
 
 
 def _gone(pid: int) -> bool:
@@ -68,6 +74,35 @@ def test_a_call_past_the_memory_limit_is_refused(decoder: Decoder) -> None:
     # The limit was for that call only.
     assert decoder.call(allocate, (GIB,), ROOMY) == GIB
     decoder.close()
+
+
+WORKER_LIKE_MAIN = """
+import json
+import asyncpg, aio_pika, minio  # what the worker's own modules import
+from mediagate.processing.isolation import Decoder
+from tests.worker.test_isolation import ROOMY, top_level_modules
+if __name__ == "__main__":
+    decoder = Decoder()
+    print(json.dumps(sorted(decoder.call(top_level_modules, (), ROOMY))))
+    decoder.close()
+"""
+
+
+def test_the_decoder_loads_none_of_its_parents_modules(tmp_path: Path) -> None:
+    # Memory per job slot: a copy of the worker's modules would be tens of MiB.
+    main = tmp_path / "worker_like.py"
+    main.write_text(WORKER_LIKE_MAIN)
+    root = Path(__file__).resolve().parents[2]
+    output = subprocess.run(
+        [sys.executable, str(main)],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    loaded = set(json.loads(output))
+    assert "mediagate" in loaded
+    assert not loaded & {"asyncpg", "aio_pika", "minio"}
 
 
 def test_a_kill_reaches_the_processes_the_decoder_started(decoder: Decoder, tmp_path: Path) -> None:

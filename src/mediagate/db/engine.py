@@ -9,28 +9,20 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from piccolo.apps.migrations.commands.forwards import run_forwards
-from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.table import Table
 
 from mediagate.config import Settings
-from mediagate.db import piccolo_conf
-from mediagate.db.piccolo_app import APP_NAME
 from mediagate.db.tables import TABLES
 
 
 def bind_engine(settings: Settings) -> PostgresEngine:
-    """Create the engine from the settings and make every table (and Piccolo) use it.
+    """Create the engine from the settings and make every table use it.
 
     Every commit is durable (synchronous_commit as the server sets it): a URL handed to
     a client or an alt text confirmed must survive a database crash.
     """
     engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
-    os.environ["PICCOLO_CONF"] = piccolo_conf.__name__
-    piccolo_conf.DB = engine
-    tables: tuple[type[Table], ...] = (*TABLES, Migration)
-    for table in tables:
+    for table in TABLES:
         table._meta.db = engine
     return engine
 
@@ -124,6 +116,21 @@ class _Acquisition:
 
 
 async def migrate() -> bool:
-    """Apply the migrations not yet applied; returns whether all went through."""
+    """Apply the migrations not yet applied with the tables' engine; returns whether all
+    went through."""
+    # Imported here: the migration machinery (a code formatter among it) would cost the
+    # API and every worker process some 8 MiB they never use.
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+    from piccolo.apps.migrations.tables import Migration
+
+    from mediagate.db import piccolo_conf
+    from mediagate.db.piccolo_app import APP_NAME
+
+    engine = TABLES[0]._meta.db
+    assert isinstance(engine, PostgresEngine), "bind the engine first"
+    # Piccolo's runner finds the engine through the module PICCOLO_CONF names.
+    os.environ["PICCOLO_CONF"] = piccolo_conf.__name__
+    piccolo_conf.DB = engine
+    Migration._meta.db = engine
     result = await run_forwards(app_name=APP_NAME)
     return result.success

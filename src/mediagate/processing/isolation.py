@@ -17,6 +17,8 @@ import multiprocessing
 import os
 import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,9 +30,10 @@ T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 STARTUP_SECONDS = 60.0
-# A spawned interpreter imports only what the calls need: no copy of the worker's
-# threads, sockets or event loop.
-_CONTEXT = multiprocessing.get_context("spawn")
+# A fresh interpreter that imports only what the calls need: no copy of the worker's
+# threads, sockets or event loop, nor of its modules (multiprocessing's spawn would
+# import the worker's main module again, some 40 MiB of it).
+_CHILD = "from mediagate.processing.isolation import serve_fd; serve_fd({fd})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +75,15 @@ def _lift() -> None:
         resource.setrlimit(limit, (hard, hard))
 
 
+def serve_fd(fd: int) -> None:
+    """The child's entry point: the parent's import path and initializer come first."""
+    connection = Connection(fd)
+    sys.path[:], initializer = connection.recv()
+    _serve(connection, initializer)
+
+
 def _serve(connection: Connection, initializer: Callable[[], None] | None) -> None:
     """The child's loop: one call at a time until the parent goes away."""
-    os.setpgrp()  # ffmpeg children join our group: one kill ends them all
     _die_with_parent()
     if initializer is not None:
         initializer()
@@ -103,22 +112,24 @@ class Decoder:
 
     def __init__(self, initializer: Callable[[], None] | None = None) -> None:
         self._initializer = initializer
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
 
     def start(self) -> Connection:
         """The running child's pipe, starting a child first if there is none."""
-        if self._connection is None or self._process is None or not self._process.is_alive():
-            ours, theirs = _CONTEXT.Pipe()
-            self._process = _CONTEXT.Process(
-                target=_serve, args=(theirs, self._initializer), daemon=True
+        if self._connection is None or self._process is None or self._process.poll() is not None:
+            ours, theirs = multiprocessing.Pipe()
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD.format(fd=theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                process_group=0,  # ffmpeg children join it: one kill ends them all
             )
-            self._process.start()
             theirs.close()
             # Start-up (an interpreter, Pillow) is not the file's time: wait it out first.
             try:
+                ours.send((sys.path, self._initializer))
                 started = ours.poll(STARTUP_SECONDS) and ours.recv() == "ready"
-            except EOFError:
+            except (EOFError, OSError):
                 started = False
             if not started:
                 self.kill()
@@ -137,8 +148,7 @@ class Decoder:
         try:
             kind, value = connection.recv()
         except EOFError:
-            self._process.join(timeout=5)
-            code = self._process.exitcode
+            code = self._wait()
             self._forget()
             raise self._death(code, limits) from None
         if kind == "ok":
@@ -155,10 +165,16 @@ class Decoder:
 
     def kill(self) -> None:
         """End the child and everything it started; a call waiting on it ends at once."""
-        if self._process is not None and self._process.pid is not None:
+        if self._process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.join(timeout=5)
+            self._wait()
+
+    def _wait(self) -> int | None:
+        assert self._process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
+        return self._process.returncode
 
     def close(self) -> None:
         self.kill()
