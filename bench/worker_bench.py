@@ -11,7 +11,9 @@ clamdscan --stream (raw INSTREAM in C) on the same bytes, and the raw ffmpeg com
 Last, through `mediagate worker`, on distinct 12 MP JPEGs (same pixels, bytes of their
 own, so clamd's cache of clean results never answers): photos per minute with 1 and 2
 worker processes, and confirm -> COMPLETED latency (p50, p95) one photo at a time and in
-a burst of 50. `--throughput-only` runs just that last part.
+a burst of 50. `--throughput-only` runs just that last part; `--baseline CHECKOUT` runs
+it for an earlier checkout's worker too (with its own venv and its clamd.conf), turn and
+turn about with this one, and prints the ratios.
 Run: `just bench-worker` (or `.venv/bin/python bench/worker_bench.py`).
 """
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,13 +73,15 @@ def photo(path: Path, size: tuple[int, int]) -> Path:
 
 
 def distinct_copies(source: Path, count: int, directory: Path) -> list[Path]:
-    """`count` JPEGs with the pixels of `source` and bytes of their own (a numbered comment
-    segment after SOI): clamd caches clean results by hash, so repeats would measure that."""
+    """`count` JPEGs with the pixels of `source` and bytes of their own (a random comment
+    segment after SOI), never seen before in this run: clamd caches clean results by
+    hash, so a repeat would measure that."""
     data = source.read_bytes()
     copies = []
-    for number in range(count):
-        copy = directory / f"{source.stem}-{number}.jpg"
-        comment = b"\xff\xfe\x00\x06" + number.to_bytes(4, "big")
+    for _ in range(count):
+        mark = uuid.uuid4()
+        copy = directory / f"{source.stem}-{mark}.jpg"
+        comment = b"\xff\xfe\x00\x12" + mark.bytes
         copy.write_bytes(data[:2] + comment + data[2:])
         copies.append(copy)
     return copies
@@ -249,19 +254,29 @@ def ffmpeg_baseline(source: Path, content_type: str, scratch: Path) -> dict[str,
 # ---------------------------------------------------------------- throughput
 
 
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class Contender:
+    """A worker to measure: this checkout's, or an earlier one's (`--baseline`) with the
+    clamd settings that checkout shipped."""
+
+    name: str
+    python: str
+    env: dict[str, str]
+
+
+def start_worker(contender: Contender) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mediagate.cli", "worker"],
-        env={**os.environ, **env},
+        [contender.python, "-m", "mediagate.cli", "worker"],
+        env={**os.environ, **contender.env},
         stderr=subprocess.DEVNULL,
     )
 
 
 async def throughput(
-    env: dict[str, str], settings: Settings, files: list[tuple[Path, str]], workers: int
+    contender: Contender, settings: Settings, files: list[tuple[Path, str]], workers: int
 ) -> float:
     keys_ = await stage(settings, files)
-    processes = [start_worker(env) for _ in range(workers)]
+    processes = [start_worker(contender) for _ in range(workers)]
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 4)
     publisher = await JobPublisher.connect(settings)
@@ -288,30 +303,49 @@ async def throughput(
 
 
 def report_throughput(
-    env: dict[str, str], settings: Settings, photo_path: Path, batch: int, scratch: Path
+    contenders: list[Contender], settings: Settings, photo_path: Path, batch: int, scratch: Path
 ) -> None:
+    """Each figure for every contender in turn, so that they share the machine's moods."""
     for workers in (1, 2):
-        photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, batch, scratch)]
-        rate = asyncio.run(throughput(env, settings, photos, workers))
-        print(f"\nthroughput, {batch} distinct 12 MP JPEGs, {workers} worker(s): {rate:.1f}/min")
-    for burst, count in ((False, 12), (True, 50)):
-        photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, count, scratch)]
-        seconds = sorted(asyncio.run(latency(env, settings, photos, burst=burst)))
-        p50, p95 = seconds[len(seconds) // 2], seconds[int(len(seconds) * 0.95) - 1]
-        how = f"a burst of {count}" if burst else f"{count} one at a time"
+        rates = {}
+        for contender in contenders:
+            photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, batch, scratch)]
+            rates[contender.name] = asyncio.run(throughput(contender, settings, photos, workers))
         print(
-            f"\nconfirm -> COMPLETED, 12 MP JPEGs, {how}, 1 worker: "
-            f"p50 {p50:.3f} s, p95 {p95:.3f} s"
+            f"\nthroughput, {batch} distinct 12 MP JPEGs, {workers} worker(s): "
+            + ", ".join(f"{name} {rate:.0f}/min" for name, rate in rates.items())
+            + _ratio(rates)
         )
+    for burst, count in ((False, 12), (True, 50)):
+        how = f"a burst of {count}" if burst else f"{count} one at a time"
+        medians = {}
+        for contender in contenders:
+            photos = [(p, "image/jpeg") for p in distinct_copies(photo_path, count, scratch)]
+            seconds = sorted(asyncio.run(latency(contender, settings, photos, burst=burst)))
+            p50, p95 = seconds[len(seconds) // 2], seconds[int(len(seconds) * 0.95) - 1]
+            medians[contender.name] = p50
+            print(
+                f"\nconfirm -> COMPLETED, 12 MP JPEGs, {how}, 1 worker, {contender.name}: "
+                f"p50 {p50:.3f} s, p95 {p95:.3f} s"
+            )
+        if len(medians) > 1:
+            print(f"  p50{_ratio(medians)}")
+
+
+def _ratio(figures: dict[str, float]) -> str:
+    if len(figures) < 2:
+        return ""
+    (ours, new), (_, old) = figures.items()
+    return f"  ({ours} / baseline = {new / old:.2f}x)"
 
 
 async def latency(
-    env: dict[str, str], settings: Settings, files: list[tuple[Path, str]], *, burst: bool
+    contender: Contender, settings: Settings, files: list[tuple[Path, str]], *, burst: bool
 ) -> list[float]:
     """Seconds from each job's publication (what confirmUpload does) to its COMPLETED
     commit, by the worker's own timestamp: the polling here adds nothing to it."""
     keys_ = await stage(settings, files)
-    worker = start_worker(env)
+    worker = start_worker(contender)
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 4)
     publisher = await JobPublisher.connect(settings)
@@ -344,7 +378,14 @@ async def latency(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=12, help="12 MP JPEGs per throughput run")
+    parser.add_argument("--batch", type=int, default=40, help="12 MP JPEGs per throughput run")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure throughput and latency with an earlier checkout's worker (its own "
+        ".venv) and clamd.conf, alternating with this one's",
+    )
     parser.add_argument(
         "--throughput-only",
         action="store_true",
@@ -366,6 +407,20 @@ def main() -> None:
         settings = load_settings(env)
         clamd_daemon = services.Clamd(scratch, settings.clamav_port)
         clamd_daemon.start()
+        contenders = [Contender("this checkout", sys.executable, env)]
+        baseline_clamd = None
+        if args.baseline is not None:
+            baseline_clamd = services.Clamd(
+                scratch, config=args.baseline / "deploy" / "clamav" / "clamd.conf"
+            )
+            baseline_clamd.start()
+            contenders.append(
+                Contender(
+                    "baseline",
+                    str(args.baseline / ".venv" / "bin" / "python"),
+                    {**env, "CLAMAV_PORT": str(baseline_clamd.port)},
+                )
+            )
         try:
             subprocess.run(
                 [sys.executable, "-m", "mediagate.cli", "migrate"],
@@ -376,7 +431,7 @@ def main() -> None:
             setup_storage(settings, bucket_events=False, require_tls=False)
             if args.throughput_only:
                 twelve = photo(scratch / "12mp.jpg", (4000, 3000))
-                report_throughput(env, settings, twelve, args.batch, scratch)
+                report_throughput(contenders, settings, twelve, args.batch, scratch)
                 return
             print("making inputs ...", flush=True)
             files = inputs(scratch)
@@ -441,9 +496,11 @@ def main() -> None:
             )
             print(f"  mediagate / raw = {ratio:.3f}x")
 
-            report_throughput(env, settings, files["jpeg 12 MP"][0], args.batch, scratch)
+            report_throughput(contenders, settings, files["jpeg 12 MP"][0], args.batch, scratch)
         finally:
             clamd_daemon.stop()
+            if baseline_clamd is not None:
+                baseline_clamd.stop()
             asyncio.run(services.drop_database(database_url))
 
 

@@ -93,6 +93,18 @@ def test_serve_runs_one_process_per_usable_core_by_default(served_api: ServedApi
     assert served_api.serving_processes() == len(os.sched_getaffinity(0))
 
 
+def test_each_api_process_listens_on_a_socket_of_its_own(served_api: ServedApi) -> None:
+    # The kernel then spreads connections over the processes; on one shared socket the
+    # process that wakes first can take all of a client's connections.
+    assert served_api.listening_sockets() == served_api.serving_processes()
+
+
+def test_serve_on_a_port_in_use_stops_at_once(env: dict[str, str], served_api: ServedApi) -> None:
+    port = served_api.url.rsplit(":", 1)[1]
+    result = run_cli(env, "serve", "--port", port, "--workers", "2")
+    assert result.returncode != 0 and "Address already in use" in result.stderr
+
+
 HEADER_TIMEOUT = 1.0
 MAX_CONNECTIONS = 50
 MAX_HEADER_BYTES = 4096

@@ -72,8 +72,11 @@ async def drop_database(url: str) -> None:
 class Clamd:
     """A clamd process started from the shipped clamd.conf with the test signature database."""
 
-    def __init__(self, workdir: Path, port: int | None = None, **settings: str) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, config: Path = CLAMD_CONF, **settings: str
+    ) -> None:
         self.port = port or free_port()
+        self._shipped_config = config
         self._settings = settings
         self._config = workdir / f"clamd-{self.port}.conf"
         self._process: subprocess.Popen[bytes] | None = None
@@ -88,7 +91,7 @@ class Clamd:
         }
         kept = [
             line
-            for line in CLAMD_CONF.read_text().splitlines()
+            for line in self._shipped_config.read_text().splitlines()
             if line.split(" ", 1)[0]
             not in {*overrides, "LocalSocket", "LogFile", "PidFile", "User"}
         ]
@@ -133,18 +136,13 @@ def serve_api(env: dict[str, str], *options: str) -> Iterator[ServedApi]:
         [sys.executable, "-m", "mediagate.cli", "serve", "--port", str(port), *options],
         env={"PATH": os.environ["PATH"], **env},
     )
-    base = f"http://127.0.0.1:{port}"
+    served = ServedApi(f"http://127.0.0.1:{port}", process.pid)
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
+    while not served.ready():
         assert process.poll() is None, "mediagate serve exited"
         assert time.monotonic() < deadline, "mediagate serve never became ready"
         time.sleep(0.1)
-    yield ServedApi(base, process.pid)
+    yield served
     process.terminate()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
     assert process.wait(timeout=30) in (0, -15)
@@ -154,6 +152,21 @@ def serve_api(env: dict[str, str], *options: str) -> Iterator[ServedApi]:
 class ServedApi:
     url: str
     pid: int
+
+    def ready(self) -> bool:
+        """Every serving process listens, and the service answers ready."""
+        if self.listening_sockets() < self.serving_processes():
+            return False
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def listening_sockets(self) -> int:
+        """Sockets in LISTEN state on the server's port, whoever holds them."""
+        port = f":{int(self.url.rsplit(':', 1)[1]):04X}"
+        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        return sum(row.split()[1].endswith(port) and row.split()[3] == "0A" for row in rows)
 
     def serving_processes(self) -> int:
         """The server itself, or the processes its supervisor started to serve."""

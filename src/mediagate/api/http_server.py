@@ -12,6 +12,7 @@ deadline and size are the ASGI handler's.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import uvicorn
@@ -107,8 +108,43 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         max_header_bytes=settings.http_max_header_bytes,
         max_connections=settings.http_max_connections,
     )
-    server = uvicorn.Server(config)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # A port in use stops the command at once, rather than each process in turn,
+        # or worse, sharing it with another server that also set SO_REUSEPORT. Held
+        # (bound, not listening, so it takes no connection) until the processes end.
+        _port_socket(host, port, shared=False).close()
+        claimed = _port_socket(host, port)
+        try:
+            Multiprocess(config, sockets=_SocketPerProcess(host, port)).run()
+        finally:
+            claimed.close()
     else:
-        server.run()
+        uvicorn.Server(config).run()
+
+
+class _SocketPerProcess(list[socket.socket]):
+    """Empty here; in each server process it arrives (unpickled) as a listening socket of
+    that process's own, all on one port (SO_REUSEPORT), so that the kernel spreads new
+    connections evenly. On one shared socket whichever process wakes first accepts: a
+    client's 64 connections opened at once went 63 to one process and 1 to the other."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__()
+        self._address = (host, port)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        return _own_sockets, self._address
+
+
+def _own_sockets(host: str, port: int) -> list[socket.socket]:
+    return [_port_socket(host, port)]
+
+
+def _port_socket(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
