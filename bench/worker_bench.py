@@ -1,6 +1,7 @@
 """The processing worker on the real stack: time per stage, throughput, memory, baselines.
 
-Inputs (made on the spot): 12 MP and 24 MP photographic JPEGs with EXIF orientation 6,
+Inputs (made on the spot): 12 MP and 24 MP photographic JPEGs with EXIF orientation 6
+(and the 24 MP one upright: no rotated copy to hold),
 a PNG with alpha, 30 s 1080p videos (H.264/AAC, which is remuxed, and MPEG-4 Part 2,
 which is transcoded) and a 5 s 1080p clip to show memory does not grow with length.
 
@@ -61,14 +62,16 @@ from mediagate.storage.setup import setup_storage  # noqa: E402
 # ---------------------------------------------------------------- inputs
 
 
-def photo(path: Path, size: tuple[int, int]) -> Path:
-    """A real phone photo scaled to `size`, stored rotated with EXIF orientation 6."""
+def photo(path: Path, size: tuple[int, int], *, rotated: bool = True) -> Path:
+    """A real phone photo scaled to `size`, stored rotated with EXIF orientation 6 as a
+    phone held upright stores it (or upright, as a camera held level does)."""
     with Image.open(media.FIXTURES / "HMD_Nokia_8.3_5G.jpg") as source:
         scaled = source.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    stored = scaled.transpose(Image.Transpose.ROTATE_90)
     exif = Image.Exif()
-    exif[0x0112] = 6
-    stored.save(path, "JPEG", quality=92, exif=exif.tobytes())
+    if rotated:
+        scaled = scaled.transpose(Image.Transpose.ROTATE_90)
+        exif[0x0112] = 6
+    scaled.save(path, "JPEG", quality=92, exif=exif.tobytes())
     return path
 
 
@@ -102,6 +105,10 @@ def inputs(directory: Path) -> dict[str, tuple[Path, str]]:
     return {
         "jpeg 12 MP": (photo(directory / "12mp.jpg", (4000, 3000)), "image/jpeg"),
         "jpeg 24 MP": (photo(directory / "24mp.jpg", (6000, 4000)), "image/jpeg"),
+        "jpeg 24 MP upright": (
+            photo(directory / "24mp-upright.jpg", (6000, 4000), rotated=False),
+            "image/jpeg",
+        ),
         "png alpha 4 MP": (png_with_alpha(directory / "alpha.png"), "image/png"),
         "video 5 s 1080p h264 (remux)": (
             media.make_video(directory / "5s.mp4", size="1920x1080", seconds=5, video=h264),
