@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -46,9 +46,9 @@ QUERY = (
 )
 
 
-def wrk_script(directory: Path, session_id: uuid.UUID, token: str) -> Path:
-    body = json.dumps({"query": QUERY, "variables": {"s": str(session_id)}})
-    script = directory / "get_upload_url.lua"
+def wrk_script(directory: Path, session_id: uuid.UUID, token: str, query: str = QUERY) -> Path:
+    body = json.dumps({"query": query, "variables": {"s": str(session_id)}})
+    script = directory / f"get_upload_url_{abs(hash(query))}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body)}\n"
@@ -70,7 +70,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
         text=True,
         check=True,
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
@@ -100,6 +100,44 @@ def profiling(pid: int, output: Path | None) -> Iterator[None]:
     finally:
         recorder.send_signal(signal.SIGINT)
         recorder.wait(timeout=60)
+
+
+NESTJS = Path(__file__).with_name("nestjs")
+# The spec's schema types sessionId as a String.
+NESTJS_QUERY = QUERY.replace("$s: UUID!", "$s: String!")
+
+
+@contextlib.contextmanager
+def nestjs_server(env: dict[str, str]) -> Iterator[str]:
+    """The spec's own design (bench/nestjs), built on first use, on the same database,
+    tables and S3 server; one Node process, as the spec runs it."""
+    if not (NESTJS / "dist" / "main.js").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NESTJS, check=True)
+        subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=NESTJS, check=True)
+    port = services.free_port()
+    server = subprocess.Popen(
+        ["node", "dist/main.js"], cwd=NESTJS, env={**os.environ, **env, "PORT": str(port)}
+    )
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        wait_until_answers(lambda: httpx.post(url, json={"query": "{ health }"}).status_code)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_until_answers(status: Callable[[], int]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if status() == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the server did not start")
+        time.sleep(0.2)
 
 
 def peak_rss_mib(root_pid: int) -> float:
@@ -188,6 +226,12 @@ def main() -> None:
         metavar="FILE",
         help="record the API processes with py-spy during the last level (collapsed stacks)",
     )
+    parser.add_argument(
+        "--nestjs",
+        action="store_true",
+        help="then the spec's own NestJS design (bench/nestjs; needs node and npm) at the "
+        "last level, on the same database and S3 server",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -225,16 +269,7 @@ def main() -> None:
             )
             url = f"http://127.0.0.1:{port}/graphql"
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the API did not start")
-                    time.sleep(0.2)
+                wait_until_answers(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code)
                 script = wrk_script(Path(scratch), session_id, token)
                 run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
                 *levels, last = args.concurrency
@@ -246,6 +281,12 @@ def main() -> None:
                 server.terminate()
                 server.wait(timeout=30)
             rows = asyncio.run(count_rows(settings, session_id))
+            nestjs = None
+            if args.nestjs:
+                with nestjs_server(env) as nest_url:
+                    nest_script = wrk_script(Path(scratch), session_id, token, NESTJS_QUERY)
+                    run_wrk(nest_url, nest_script, 16, 2)
+                    nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)
             presign = presign_cost_us(settings)
             insert_seq, insert_rate = asyncio.run(
                 insert_cost_us(settings, organization, session_id, user)
@@ -259,6 +300,13 @@ def main() -> None:
     for concurrency, r in results.items():
         row = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
         print(f"{concurrency:>11} {row}")
+    if nestjs is not None:
+        r, ours = nestjs, results[args.concurrency[-1]]
+        print(
+            f"{'NestJS':>11} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['non_2xx']:>8.0f}   the spec's design at {args.concurrency[-1]}: "
+            f"mediagate does {ours['rps'] / r['rps']:.1f}x its requests/s"
+        )
     print(f"rows inserted: {rows} for about {total:.0f} measured requests (plus warm-up)")
     print(f"API peak RSS (all processes): {rss:.0f} MiB")
     print(f"presign alone: {presign:.1f} us per URL")
