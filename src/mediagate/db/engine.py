@@ -36,7 +36,7 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 async def start_pool(engine: PostgresEngine, size: int) -> None:
     await engine.start_connection_pool(min_size=1, max_size=size, reset=_keep_session)
-    # Piccolo and our queries use only acquire, release, fetch*, execute and close.
+    # Piccolo and our queries use only acquire, release, fetch* and close.
     engine.pool = FairPool(engine.pool, size)
 
 
@@ -84,10 +84,6 @@ class FairPool:
     async def fetchval(self, query: str, *args: Any) -> Any:
         async with self.acquire() as connection:
             return await connection.fetchval(query, *args)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        async with self.acquire() as connection:
-            return await connection.execute(query, *args)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         await self._pool.close()
