@@ -137,15 +137,18 @@ def serve_api(env: dict[str, str], *options: str) -> Iterator[ServedApi]:
         env={"PATH": os.environ["PATH"], **env},
     )
     served = ServedApi(f"http://127.0.0.1:{port}", process.pid)
-    deadline = time.monotonic() + 30
-    while not served.ready():
-        assert process.poll() is None, "mediagate serve exited"
-        assert time.monotonic() < deadline, "mediagate serve never became ready"
-        time.sleep(0.1)
-    yield served
-    process.terminate()
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
-    assert process.wait(timeout=30) in (0, -15)
+    try:
+        deadline = time.monotonic() + 30
+        while not served.ready():
+            assert process.poll() is None, "mediagate serve exited"
+            assert time.monotonic() < deadline, "mediagate serve never became ready"
+            time.sleep(0.1)
+        yield served
+    finally:
+        # The supervisor stops its processes; a failed start or test must not leave them.
+        process.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so supervisors see it.
+        assert process.wait(timeout=30) in (0, -15)
 
 
 @dataclass(frozen=True)
