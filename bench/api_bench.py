@@ -46,9 +46,11 @@ QUERY = (
 )
 
 
-def wrk_script(directory: Path, session_id: uuid.UUID, token: str, query: str = QUERY) -> Path:
+def wrk_script(
+    directory: Path, session_id: uuid.UUID, token: str, query: str = QUERY, name: str = "mediagate"
+) -> Path:
     body = json.dumps({"query": query, "variables": {"s": str(session_id)}})
-    script = directory / f"get_upload_url_{abs(hash(query))}.lua"
+    script = directory / f"get_upload_url_{name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body)}\n"
@@ -216,7 +218,6 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
         help="API processes (default: what `mediagate serve` starts, one per usable core)",
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
@@ -264,7 +265,8 @@ def main() -> None:
             )
             port = services.free_port()
             server = subprocess.Popen(
-                [*cli, "serve", "--port", str(port), "--workers", str(args.workers)],
+                [*cli, "serve", "--port", str(port)]
+                + ([] if args.workers is None else ["--workers", str(args.workers)]),
                 env=process_env,
             )
             url = f"http://127.0.0.1:{port}/graphql"
@@ -284,7 +286,9 @@ def main() -> None:
             nestjs = None
             if args.nestjs:
                 with nestjs_server(env) as nest_url:
-                    nest_script = wrk_script(Path(scratch), session_id, token, NESTJS_QUERY)
+                    nest_script = wrk_script(
+                        Path(scratch), session_id, token, NESTJS_QUERY, "nestjs"
+                    )
                     run_wrk(nest_url, nest_script, 16, 2)
                     nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)
             presign = presign_cost_us(settings)
@@ -295,22 +299,25 @@ def main() -> None:
         asyncio.run(services.drop_database(database_url))
 
     total = sum(r["requests"] for r in results.values())
-    print(f"\ngetUploadUrl, {args.workers} API process(es), wrk -t1, {args.seconds} s per level")
+    processes = "default" if args.workers is None else args.workers
+    print(f"\ngetUploadUrl, {processes} API process(es), wrk -t1, {args.seconds} s per level")
     print(f"{'concurrency':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for concurrency, r in results.items():
-        row = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
-        print(f"{concurrency:>11} {row}")
+        print(f"{concurrency:>11} {_row(r)}")
     if nestjs is not None:
-        r, ours = nestjs, results[args.concurrency[-1]]
+        last = args.concurrency[-1]
         print(
-            f"{'NestJS':>11} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-            f"{r['non_2xx']:>8.0f}   the spec's design at {args.concurrency[-1]}: "
-            f"mediagate does {ours['rps'] / r['rps']:.1f}x its requests/s"
+            f"{'NestJS':>11} {_row(nestjs)}   the spec's design at {last}: mediagate does "
+            f"{results[last]['rps'] / nestjs['rps']:.1f}x its requests/s"
         )
     print(f"rows inserted: {rows} for about {total:.0f} measured requests (plus warm-up)")
     print(f"API peak RSS (all processes): {rss:.0f} MiB")
     print(f"presign alone: {presign:.1f} us per URL")
     print(f"INSERT alone: {insert_seq:.0f} us sequential; {insert_rate:.0f}/s with 64 callers")
+
+
+def _row(r: dict[str, float]) -> str:
+    return f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
 
 
 if __name__ == "__main__":

@@ -416,19 +416,19 @@ def main() -> None:
         clamd_daemon.start()
         contenders = [Contender("this checkout", sys.executable, env)]
         baseline_clamd = None
-        if args.baseline is not None:
-            baseline_clamd = services.Clamd(
-                scratch, config=args.baseline / "deploy" / "clamav" / "clamd.conf"
-            )
-            baseline_clamd.start()
-            contenders.append(
-                Contender(
-                    "baseline",
-                    str(args.baseline / ".venv" / "bin" / "python"),
-                    {**env, "CLAMAV_PORT": str(baseline_clamd.port)},
-                )
-            )
         try:
+            if args.baseline is not None:
+                baseline_clamd = services.Clamd(
+                    scratch, config=args.baseline / "deploy" / "clamav" / "clamd.conf"
+                )
+                baseline_clamd.start()
+                contenders.append(
+                    Contender(
+                        "baseline",
+                        str(args.baseline / ".venv" / "bin" / "python"),
+                        {**env, "CLAMAV_PORT": str(baseline_clamd.port)},
+                    )
+                )
             subprocess.run(
                 [sys.executable, "-m", "mediagate.cli", "migrate"],
                 env={**os.environ, **env},
