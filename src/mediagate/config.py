@@ -54,6 +54,12 @@ class Settings:
     http_body_timeout: float
     http_keepalive_timeout: int
     http_max_connections: int
+    ws_max_connections: int
+    ws_init_timeout: float
+    ws_max_operations: int
+    ws_queue_limit: int
+    ws_stall_timeout: float
+    demo_page: bool
     media_queue: str
     bucket_events_exchange: str
     bucket_events_exchange_type: str
@@ -265,6 +271,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_body_timeout=env.positive_float("HTTP_BODY_TIMEOUT", 10.0),
         http_keepalive_timeout=env.positive_int("HTTP_KEEPALIVE_TIMEOUT", 5),
         http_max_connections=env.positive_int("HTTP_MAX_CONNECTIONS", 1000),
+        ws_max_connections=env.positive_int("WS_MAX_CONNECTIONS", 10_000),
+        ws_init_timeout=env.positive_float("WS_INIT_TIMEOUT", 10.0),
+        ws_max_operations=env.positive_int("WS_MAX_OPERATIONS", 20),
+        ws_queue_limit=env.positive_int("WS_QUEUE_LIMIT", 1000),
+        ws_stall_timeout=env.positive_float("WS_STALL_TIMEOUT", 30.0),
+        demo_page=env.flag("DEMO_PAGE", False),
         media_queue=env.text("MEDIA_QUEUE", "mediagate.media"),
         bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
         bucket_events_exchange_type=exchange_type,

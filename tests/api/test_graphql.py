@@ -12,7 +12,7 @@ from graphql import GraphQLError, parse
 from mediagate.api.context import authenticate
 from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format_error, load_schema
 from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
-from mediagate.api.resolvers import RESOLVERS
+from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.errors import Forbidden
 from tests.conftest import Tenant, error_codes, graphql
 from tests.support.flow import GET_UPLOAD_URL, MEDIA
@@ -98,7 +98,7 @@ LIMITS = DocumentLimits(max_depth=8, max_aliases=10, max_selections=200, max_spr
 
 
 def _executor(**limits: int) -> GraphQLExecutor:
-    schema = load_schema(RESOLVERS, authenticate)
+    schema = load_schema(RESOLVERS, authenticate, SUBSCRIPTIONS)
     return GraphQLExecutor(schema, introspection=True, limits=replace(LIMITS, **limits))
 
 

@@ -8,12 +8,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from pathlib import Path
+from typing import Any
 
 import msgspec
 from litestar import Litestar, Response, asgi, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.enums import ScopeType
+from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import (
     HTTPResponseBodyEvent,
@@ -33,19 +36,24 @@ from mediagate.api.graphql.executor import (
     load_schema,
 )
 from mediagate.api.graphql.limits import DocumentLimits
-from mediagate.api.resolvers import RESOLVERS
+from mediagate.api.graphql_ws import GraphQLWebSocket, SocketLimits, SocketServices
+from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
+from mediagate.db.media_changes import MediaChangeListener
 from mediagate.events.publisher import JobPublisher
 from mediagate.observability import metrics
 from mediagate.services import monitoring
+from mediagate.services.live_updates import FollowLimits, MediaFeed
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+CLIENT_DIR = Path(__file__).resolve().parents[3] / "clients" / "js"
+DEMO_PAGE = Path(__file__).with_name("demo.html")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,7 @@ class Services:
     uploads: UploadService
     verifier: TokenVerifier
     publisher: JobPublisher
+    sockets: SocketServices
     body_timeout: float
 
 
@@ -100,12 +109,17 @@ def _header(scope: HTTPScope, name: bytes) -> str | None:
 @asgi("/graphql", is_mount=False, copy_scope=False)
 async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     """POST /graphql as a plain ASGI handler: the hot path skips the framework's
-    request and response models (about a tenth of a request's CPU)."""
-    http_scope = cast(HTTPScope, scope)
-    if http_scope["method"] != "POST":
+    request and response models (about a tenth of a request's CPU). WebSocket
+    connections on the same path speak graphql-transport-ws."""
+    if scope["type"] == ScopeType.WEBSOCKET:
+        services: Services = scope["app"].state.services
+        subprotocols = list(scope.get("subprotocols", ()))
+        await GraphQLWebSocket(services.sockets, subprotocols, receive, send).run()
+        return
+    if scope["method"] != "POST":
         status, body = 405, {"errors": [client_error("use POST", "BAD_REQUEST")]}
     else:
-        status, body = await _execute(http_scope, receive)
+        status, body = await _execute(scope, receive)
     start, payload = _json_response(status, body)
     await send(start)
     await send(payload)
@@ -139,6 +153,18 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
         return 500, {"errors": [client_error("Internal server error", "INTERNAL_SERVER_ERROR")]}
 
 
+@get("/client/mediagate.js", media_type="text/javascript")
+async def browser_client() -> File:
+    """The browser client (clients/js), an ES module without dependencies."""
+    return File(CLIENT_DIR / "mediagate.js", content_disposition_type="inline")
+
+
+@get("/demo", media_type="text/html")
+async def demo_page() -> File:
+    """A page that uploads with the browser client; served when DEMO_PAGE=true."""
+    return File(DEMO_PAGE, content_disposition_type="inline")
+
+
 @get("/healthz")
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
@@ -158,7 +184,7 @@ async def readyz(state: State) -> Response[dict[str, str]]:
 async def metrics_endpoint(state: State) -> bytes:
     """Prometheus scrape: uploads by status, viruses found, processing time, queue depth."""
     services: Services = state.services
-    return metrics.render(await monitoring.snapshot(services.publisher))
+    return metrics.render(await monitoring.snapshot(services.publisher, services.sockets.feed))
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -169,7 +195,7 @@ def create_app(settings: Settings) -> Litestar:
         publisher = await JobPublisher.connect(settings)
         verifier = TokenVerifier(settings)
         uploads = UploadService(settings, ObjectStore(settings), publisher)
-        schema = load_schema(RESOLVERS, authenticate)
+        schema = load_schema(RESOLVERS, authenticate, SUBSCRIPTIONS)
         executor = GraphQLExecutor(
             schema,
             introspection=settings.graphql_introspection,
@@ -180,8 +206,18 @@ def create_app(settings: Settings) -> Litestar:
                 max_spreads=settings.graphql_max_fragment_spreads,
             ),
         )
+        feed = MediaFeed(uploads, FollowLimits(settings.ws_queue_limit, settings.ws_stall_timeout))
+        listener = MediaChangeListener(settings.database_url, feed.deliver, feed.resync)
+        await listener.start()
+        sockets = SocketServices(
+            executor,
+            uploads,
+            verifier,
+            feed,
+            SocketLimits(settings.ws_init_timeout, settings.ws_max_operations),
+        )
         app.state.services = Services(
-            executor, uploads, verifier, publisher, settings.http_body_timeout
+            executor, uploads, verifier, publisher, sockets, settings.http_body_timeout
         )
         # Long-lived start-up objects leave the collector's view, and young garbage is
         # collected less often: fewer, shorter pauses under load (tail latency).
@@ -191,20 +227,28 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await listener.close()
             await publisher.close()
             await engine.close_connection_pool()
 
     cors = (
         CORSConfig(
             allow_origins=list(settings.cors_allowed_origins),
-            allow_methods=["POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
         )
         if settings.cors_allowed_origins
         else None
     )
     return Litestar(
-        route_handlers=[graphql_endpoint, healthz, readyz, metrics_endpoint],
+        route_handlers=[
+            graphql_endpoint,
+            browser_client,
+            *([demo_page] if settings.demo_page else []),
+            healthz,
+            readyz,
+            metrics_endpoint,
+        ],
         lifespan=[lifespan],
         cors_config=cors,
         request_max_body_size=MAX_BODY_BYTES,

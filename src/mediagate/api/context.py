@@ -1,11 +1,16 @@
-"""Per-request context: the caller's token (verified lazily, once) and the services."""
+"""Per-request context: the caller's token (verified lazily, once) and the services.
+
+Over WebSocket, one context serves every operation of the connection: `feed` is set,
+and `on_overflow` drops the connection when a subscriber falls behind."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mediagate.auth.tokens import Principal, TokenVerifier
 from mediagate.errors import Unauthenticated
+from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
 
 
@@ -14,14 +19,16 @@ class RequestContext:
     uploads: UploadService
     verifier: TokenVerifier
     authorization: str | None
+    feed: MediaFeed | None = None
+    on_overflow: Callable[[], None] | None = None
     _principal: Principal | None = field(default=None, init=False)
 
     async def principal(self) -> Principal:
         if self._principal is None:
-            self._principal = await self.verifier.verify(self._bearer_token())
+            self._principal = await self.verifier.verify(self.bearer_token())
         return self._principal
 
-    def _bearer_token(self) -> str:
+    def bearer_token(self) -> str:
         if not self.authorization:
             raise Unauthenticated("authentication required")
         scheme, _, token = self.authorization.partition(" ")

@@ -7,6 +7,11 @@ per request (from the connection's first byte, or the previous response, to the 
 the headers), a cap on the bytes before the end of the headers (answered with uvicorn's
 own 400), and a connection cap above which new connections are closed at once. The body
 deadline and size are the ASGI handler's.
+
+WebSocket connections (GraphQL subscriptions) have a cap of their own, so that open
+subscriptions never crowd out HTTP requests; their messages are limited to the size of
+an HTTP body, and compression is off (it costs a zlib context, hundreds of KiB, per
+connection, and inflating is what a decompression bomb exploits).
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ import socket
 from typing import Any
 
 import uvicorn
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.supervisors import Multiprocess
+from websockets.http11 import Request
 
 from mediagate.config import Settings
+
+# The same bound as an HTTP request body.
+MAX_WEBSOCKET_MESSAGE_BYTES = 64 * 1024
 
 
 class BoundedConfig(uvicorn.Config):
@@ -31,12 +42,51 @@ class BoundedConfig(uvicorn.Config):
         header_timeout: float,
         max_header_bytes: int,
         max_connections: int,
+        max_websockets: int,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.max_header_bytes = max_header_bytes
         self.max_connections = max_connections
+        self.max_websockets = max_websockets
+
+
+# One uvicorn server per process: the WebSocket connections this process holds.
+_open_websockets: set[asyncio.Protocol] = set()
+
+
+class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Past the cap, the handshake is answered 503 before the app sees the connection."""
+
+    config: BoundedConfig
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._refused = len(_open_websockets) >= self.config.max_websockets
+        if not self._refused:
+            _open_websockets.add(self)
+
+    def handle_connect(self, event: Request) -> None:
+        if not self._refused:
+            super().handle_connect(event)
+            return
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.conn.send_response(self.conn.reject(503, "Too many WebSocket connections\n"))
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _open_websockets.discard(self)
+        super().connection_lost(exc)
+
+    async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "websocket.close" and not self.writable.is_set():
+            # The peer has stopped reading (the app drops slow consumers): a close frame
+            # would wait behind what it never reads, holding the connection. Abort it.
+            self.transport.abort()
+            return
+        await super().send(message)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -47,7 +97,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.config.max_connections:
+        if len(self.connections) - len(_open_websockets) > self.config.max_connections:
             transport.abort()
             return
         self._start_header_deadline()
@@ -102,11 +152,15 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         workers=workers,
         loop="uvloop",
         http=BoundedHttpProtocol,
+        ws=BoundedWebSocketProtocol,
+        ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
+        ws_per_message_deflate=False,
         access_log=False,
         timeout_keep_alive=int(settings.http_keepalive_timeout),
         header_timeout=settings.http_header_timeout,
         max_header_bytes=settings.http_max_header_bytes,
         max_connections=settings.http_max_connections,
+        max_websockets=settings.ws_max_connections,
     )
     if workers > 1:
         # A port in use stops the command at once, rather than each process in turn,

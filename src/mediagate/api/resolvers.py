@@ -9,8 +9,10 @@ from graphql import GraphQLResolveInfo
 
 from mediagate.api.context import RequestContext
 from mediagate.api.graphql.executor import Resolver
+from mediagate.errors import BadUserInput
+from mediagate.services.live_updates import FollowerStream
 from mediagate.services.media_view import MediaView
-from mediagate.services.uploads import UploadTicket
+from mediagate.services.uploads import UploadPolicy, UploadTicket
 
 
 def _context(info: GraphQLResolveInfo) -> RequestContext:
@@ -60,9 +62,31 @@ async def session_media(
     return await context.uploads.session_media(await context.principal(), sessionId, stage)
 
 
+async def upload_policy(_source: Any, info: GraphQLResolveInfo) -> UploadPolicy:
+    return _context(info).uploads.policy
+
+
+async def follow_media(
+    _source: Any, info: GraphQLResolveInfo, sessionId: uuid.UUID, stage: str | None = None
+) -> FollowerStream:
+    context = _context(info)
+    if context.feed is None or context.on_overflow is None:
+        raise BadUserInput("subscriptions are served over WebSocket (graphql-transport-ws)")
+    principal = await context.principal()
+    return await context.feed.follow(principal, sessionId, stage, context.on_overflow)
+
+
+async def media_updated(source: MediaView, _info: GraphQLResolveInfo, **_args: Any) -> MediaView:
+    return source
+
+
 RESOLVERS: dict[str, Resolver] = {
+    "Query.uploadPolicy": upload_policy,
+    "Subscription.mediaUpdated": media_updated,
     "Mutation.getUploadUrl": get_upload_url,
     "Mutation.confirmUpload": confirm_upload,
     "Query.media": media,
     "Query.sessionMedia": session_media,
 }
+
+SUBSCRIPTIONS: dict[str, Resolver] = {"Subscription.mediaUpdated": follow_media}

@@ -45,18 +45,22 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; a token seen before is not decoded again until it expires."""
+        principal, _expires_at = await self.verify_until(token)
+        return principal
+
+    async def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and when the token expires (Unix time)."""
         cached = self._verified.get(token)
         if cached is not None:
-            principal, expires_at = cached
-            if time.time() < expires_at:
+            if time.time() < cached[1]:
                 self._verified.move_to_end(token)
-                return principal
+                return cached
             del self._verified[token]
-        principal, expires_at = await self._decode(token)
-        self._verified[token] = (principal, expires_at)
+        verified = await self._decode(token)
+        self._verified[token] = verified
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return principal
+        return verified
 
     async def _decode(self, token: str) -> tuple[Principal, float]:
         try:

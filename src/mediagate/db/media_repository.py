@@ -174,6 +174,21 @@ async def list_session_media(session_id: uuid.UUID, stage: str | None) -> list[M
     return [MediaRecord.from_row(row) for row in rows]
 
 
+async def find_many(media_ids: list[uuid.UUID]) -> list[MediaRecord]:
+    rows = await SessionMedia.select(*_COLUMNS).where(SessionMedia.id.is_in(media_ids))
+    return [MediaRecord.from_row(row) for row in rows]
+
+
+async def list_media_of_sessions(session_ids: list[uuid.UUID]) -> list[MediaRecord]:
+    rows = await (
+        SessionMedia.select(*_COLUMNS)
+        .where(SessionMedia.session_id.is_in(session_ids))
+        .order_by(SessionMedia.created_at)
+        .order_by(SessionMedia.id)
+    )
+    return [MediaRecord.from_row(row) for row in rows]
+
+
 async def with_status(status: MediaStatus, limit: int) -> list[MediaRecord]:
     rows = await (
         SessionMedia.select(*_COLUMNS)

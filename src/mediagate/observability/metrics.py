@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -21,13 +21,16 @@ class Snapshot:
     viruses_found: int
     processing_seconds: dict[float, float]
     queue_messages: dict[str, int]
+    # Of the API process that answers the scrape (not derived state).
+    subscriptions: int
+    slow_subscribers_dropped: int
 
 
 class _SnapshotCollector(Collector):
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
 
-    def collect(self) -> list[GaugeMetricFamily]:
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         media = GaugeMetricFamily(
             "mediagate_media",
             "Uploads by status (rates: use increase over time)",
@@ -51,7 +54,17 @@ class _SnapshotCollector(Collector):
         )
         for queue, count in self._snapshot.queue_messages.items():
             queues.add_metric([queue], count)
-        return [media, viruses, latency, queues]
+        subscriptions = GaugeMetricFamily(
+            "mediagate_subscriptions",
+            "Open mediaUpdated subscriptions on the API process that answered",
+        )
+        subscriptions.add_metric([], self._snapshot.subscriptions)
+        dropped = CounterMetricFamily(
+            "mediagate_slow_subscribers_dropped",
+            "Subscribers dropped for not reading, by the API process that answered",
+        )
+        dropped.add_metric([], self._snapshot.slow_subscribers_dropped)
+        return [media, viruses, latency, queues, subscriptions, dropped]
 
 
 def render(snapshot: Snapshot) -> bytes:

@@ -26,11 +26,21 @@ async def readiness(broker: Broker) -> dict[str, str]:
     }
 
 
-async def snapshot(broker: Broker) -> Snapshot:
+class Feed(Protocol):
+    @property
+    def subscriber_count(self) -> int: ...
+
+    @property
+    def dropped_count(self) -> int: ...
+
+
+async def snapshot(broker: Broker, feed: Feed) -> Snapshot:
     counts = await repo.status_counts()
     return Snapshot(
         media_by_status={status.value: count for status, count in counts.items()},
         viruses_found=await repo.viruses_found(),
         processing_seconds=await repo.processing_seconds(LATENCY_WINDOW),
         queue_messages=await broker.queue_depths(),
+        subscriptions=feed.subscriber_count,
+        slow_subscribers_dropped=feed.dropped_count,
     )

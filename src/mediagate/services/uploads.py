@@ -14,6 +14,7 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
+from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
 from mediagate.domain.status import MediaStatus
 from mediagate.errors import BadUserInput, Forbidden, NotFound, ServiceUnavailable
 from mediagate.events.messages import ProcessJob
@@ -53,6 +54,43 @@ async def queue_for_processing(
     return uploaded
 
 
+@dataclass(frozen=True, slots=True)
+class ContentTypePolicy:
+    content_type: str
+    kind: str
+    extensions: tuple[str, ...]
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPolicy:
+    content_types: tuple[ContentTypePolicy, ...]
+    stages: tuple[str, ...]
+    default_stage: str
+    max_filename_bytes: int
+    max_alt_chars: int
+    upload_url_expires_in: int
+    download_url_expires_in: int
+
+
+def upload_policy(settings: Settings) -> UploadPolicy:
+    """The rules getUploadUrl and confirmUpload apply, for clients to check first."""
+    return UploadPolicy(
+        content_types=tuple(
+            ContentTypePolicy(
+                media.content_type, media.kind.name, media.extensions, settings.max_upload_bytes
+            )
+            for media in MEDIA_TYPES.values()
+        ),
+        stages=tuple(sorted(STAGES)),
+        default_stage=DEFAULT_STAGE,
+        max_filename_bytes=validation.MAX_FILENAME_BYTES,
+        max_alt_chars=validation.MAX_ALT_CHARS,
+        upload_url_expires_in=settings.upload_url_ttl,
+        download_url_expires_in=settings.download_url_ttl,
+    )
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -70,6 +108,7 @@ class UploadService:
         self._publisher = publisher
         self._clock = clock
         self._known_users: set[Principal] = set()
+        self.policy = upload_policy(settings)
 
     async def request_upload(
         self,
@@ -201,6 +240,14 @@ class UploadService:
         return [
             self._view(record) for record in await repo.list_session_media(session_id, stage_name)
         ]
+
+    async def views_of_media(self, media_ids: list[uuid.UUID]) -> list[MediaView]:
+        """Views of these rows for subscribers already authorized for their sessions."""
+        return [self._view(record) for record in await repo.find_many(media_ids)]
+
+    async def views_in_sessions(self, session_ids: list[uuid.UUID]) -> list[MediaView]:
+        """Views of every row of these sessions, for subscribers already authorized."""
+        return [self._view(record) for record in await repo.list_media_of_sessions(session_ids)]
 
     def _view(self, record: MediaRecord) -> MediaView:
         """Download URLs only for media that passed the scan and was sanitized."""

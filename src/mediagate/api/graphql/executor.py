@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from inspect import isawaitable
@@ -19,10 +19,13 @@ from graphql import (
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLSchema,
+    OperationType,
     build_schema,
     execute,
+    get_operation_ast,
     parse,
     specified_rules,
+    subscribe,
     validate,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -137,21 +140,32 @@ def default_field_resolver(source: Any, info: GraphQLResolveInfo, **_args: Any) 
 
 
 def load_schema(
-    resolvers: dict[str, Resolver], authenticate: Callable[[Any], Awaitable[None]]
+    resolvers: dict[str, Resolver],
+    authenticate: Callable[[Any], Awaitable[None]],
+    subscriptions: dict[str, Resolver],
 ) -> GraphQLSchema:
-    """Build the schema from the SDL and attach resolvers ('Type.field' -> function).
+    """Build the schema from the SDL and attach resolvers ('Type.field' -> function), and
+    for subscription fields the function that returns their event stream.
 
     Fields marked @authenticated run `authenticate(context)` first.
     """
     schema = build_schema(SCHEMA_PATH.read_text())
     bind_scalars(schema)
     for path, resolver in resolvers.items():
-        type_name, field_name = path.split(".")
-        owner = schema.type_map[type_name]
-        assert isinstance(owner, GraphQLObjectType), path
-        field = owner.fields[field_name]
+        field = _field(schema, path)
         field.resolve = _guarded(resolver, authenticate) if _is_authenticated(field) else resolver
+    for path, source in subscriptions.items():
+        field = _field(schema, path)
+        field.subscribe = _guarded(source, authenticate) if _is_authenticated(field) else source
     return schema
+
+
+def _field(schema: GraphQLSchema, path: str) -> GraphQLField:
+    type_name, field_name = path.split(".")
+    owner = schema.type_map[type_name]
+    assert isinstance(owner, GraphQLObjectType), path
+    field: GraphQLField = owner.fields[field_name]
+    return field
 
 
 def _is_authenticated(field: GraphQLField) -> bool:
@@ -208,6 +222,45 @@ class GraphQLExecutor:
 
     async def run(self, request: GraphQLRequest, context: Any) -> dict[str, Any]:
         document = self.document(request.query)
+        if _is_subscription(document, request.operation_name):
+            raise RequestError(
+                [
+                    client_error(
+                        "subscriptions are served over WebSocket (graphql-transport-ws)",
+                        "BAD_REQUEST",
+                    )
+                ]
+            )
+        return await self._execute(document, request, context)
+
+    async def stream(
+        self, request: GraphQLRequest, context: Any
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The responses of one operation: each event of a subscription, or the one result
+        of a query or mutation. Errors found before execution raise RequestError."""
+        document = self.document(request.query)
+        if not _is_subscription(document, request.operation_name):
+            yield await self._execute(document, request, context)
+            return
+        results = await subscribe(
+            self._schema,
+            document,
+            context_value=context,
+            variable_values=request.variables,
+            operation_name=request.operation_name,
+            field_resolver=default_field_resolver,
+        )
+        if isinstance(results, ExecutionResult):
+            raise RequestError([format_error(error) for error in results.errors or ()])
+        try:
+            async for result in results:
+                yield _response(result)
+        finally:
+            await results.aclose()  # type: ignore[attr-defined]
+
+    async def _execute(
+        self, document: DocumentNode, request: GraphQLRequest, context: Any
+    ) -> dict[str, Any]:
         result = execute(
             self._schema,
             document,
@@ -219,7 +272,16 @@ class GraphQLExecutor:
         if isawaitable(result):
             result = await result
         assert isinstance(result, ExecutionResult)
-        response: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            response["errors"] = [format_error(error) for error in result.errors]
-        return response
+        return _response(result)
+
+
+def _response(result: ExecutionResult) -> dict[str, Any]:
+    response: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        response["errors"] = [format_error(error) for error in result.errors]
+    return response
+
+
+def _is_subscription(document: DocumentNode, operation_name: str | None) -> bool:
+    operation = get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation is OperationType.SUBSCRIPTION

@@ -1,0 +1,49 @@
+"""Announce every new row and every status transition on the `media_updated` channel.
+
+A trigger rather than a NOTIFY beside each UPDATE: whichever process (API, worker,
+operator) changes a row, the change is announced, and only when its transaction
+commits. The payload names the row and its session; listeners read the row itself.
+"""
+
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+from piccolo.engine import engine_finder
+
+ID = "2026-11-28T09:30:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "NOTIFY media_updated on insert and status change"
+
+STATEMENTS = (
+    """
+    CREATE FUNCTION notify_media_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify(
+        'media_updated',
+        json_build_object('id', NEW.id, 'session_id', NEW.session_id)::text
+      );
+      RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER session_media_inserted AFTER INSERT ON session_media
+    FOR EACH ROW EXECUTE FUNCTION notify_media_updated()
+    """,
+    """
+    CREATE TRIGGER session_media_status_changed AFTER UPDATE OF status ON session_media
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION notify_media_updated()
+    """,
+)
+
+
+async def forwards() -> MigrationManager:
+    manager = MigrationManager(migration_id=ID, app_name="mediagate", description=DESCRIPTION)
+
+    async def create_trigger() -> None:
+        engine = engine_finder()
+        assert engine is not None
+        for statement in STATEMENTS:
+            await engine.run_ddl(statement)
+
+    manager.add_raw(create_trigger)
+    return manager

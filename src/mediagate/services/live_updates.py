@@ -1,0 +1,159 @@
+"""Live media status for subscribers: one feed per API process, fanned out in memory.
+
+Every subscriber of a session gets the session's current media first, then each change
+as it is committed. A change is read from the database once, however many subscribe to
+its session, and the same view is handed to each of them. What a subscriber has not
+taken yet is kept per media item, newest state only: one that reads slowly skips
+intermediate states rather than queueing them. A subscriber that leaves items waiting
+longer than the stall timeout, or lets more than `max_pending` pile up, is dropped (its
+`on_overflow` runs): memory never grows with a slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mediagate.auth.tokens import Principal
+from mediagate.db.media_changes import MediaChange
+from mediagate.domain import validation
+from mediagate.services.media_view import MediaView
+from mediagate.services.uploads import UploadService
+
+
+@dataclass(frozen=True, slots=True)
+class FollowLimits:
+    # Items a subscriber may have waiting (each a reference to a shared view).
+    max_pending: int
+    # Seconds a subscriber may leave waiting items untaken.
+    stall_timeout: float
+
+
+@dataclass(eq=False, slots=True)
+class _Follower:
+    session_id: uuid.UUID
+    stage: str | None
+    on_overflow: Callable[[], None]
+    limits: FollowLimits
+    pending: OrderedDict[uuid.UUID, MediaView] = field(default_factory=OrderedDict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # When the reader last made progress, while something is waiting.
+    waiting_since: float | None = None
+    dropped: bool = False
+
+    def offer(self, views: list[MediaView]) -> None:
+        if self.dropped:
+            return
+        for view in views:
+            if self.stage is None or view.stage == self.stage:
+                self.pending.pop(view.id, None)
+                self.pending[view.id] = view
+        if not self.pending:
+            return
+        now = time.monotonic()
+        if self.waiting_since is None:
+            self.waiting_since = now
+        stalled = now - self.waiting_since > self.limits.stall_timeout
+        if stalled or len(self.pending) > self.limits.max_pending:
+            self.dropped = True
+            self.pending.clear()
+            self.on_overflow()
+            return
+        self.arrived.set()
+
+    async def take(self) -> MediaView:
+        while not self.pending:
+            self.arrived.clear()
+            await self.arrived.wait()
+        view = self.pending.popitem(last=False)[1]
+        self.waiting_since = time.monotonic() if self.pending else None
+        return view
+
+
+class MediaFeed:
+    def __init__(self, uploads: UploadService, limits: FollowLimits) -> None:
+        self._uploads = uploads
+        self._limits = limits
+        self._followers: defaultdict[uuid.UUID, set[_Follower]] = defaultdict(set)
+        self.dropped_count = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(followers) for followers in self._followers.values())
+
+    async def follow(
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        stage: str | None,
+        on_overflow: Callable[[], None],
+    ) -> FollowerStream:
+        """The session's media now, then as it changes. Raises as sessionMedia does when
+        the session is not the caller's organization's."""
+        stage_name = validation.normalise_stage(stage) if stage is not None else None
+        follower = _Follower(session_id, stage_name, self._overflowed(on_overflow), self._limits)
+        # Registered before the current state is read: a change committed in between
+        # is delivered (perhaps twice), never lost.
+        self._followers[session_id].add(follower)
+        try:
+            current = await self._uploads.session_media(principal, session_id, stage_name)
+        except BaseException:
+            self.forget(follower)
+            raise
+        return FollowerStream(self, follower, current)
+
+    def _overflowed(self, on_overflow: Callable[[], None]) -> Callable[[], None]:
+        def count_and_drop() -> None:
+            self.dropped_count += 1
+            on_overflow()
+
+        return count_and_drop
+
+    def forget(self, follower: _Follower) -> None:
+        followers = self._followers.get(follower.session_id)
+        if followers is not None:
+            followers.discard(follower)
+            if not followers:
+                del self._followers[follower.session_id]
+
+    async def deliver(self, changes: list[MediaChange]) -> None:
+        followed = [change.media_id for change in changes if change.session_id in self._followers]
+        if followed:
+            self._fan_out(await self._uploads.views_of_media(followed))
+
+    async def resync(self) -> None:
+        """After changes may have gone unheard: every followed session's media again."""
+        if self._followers:
+            self._fan_out(await self._uploads.views_in_sessions(list(self._followers)))
+
+    def _fan_out(self, views: list[MediaView]) -> None:
+        by_session: defaultdict[uuid.UUID, list[MediaView]] = defaultdict(list)
+        for view in views:
+            by_session[view.session_id].append(view)
+        for session_id, changed in by_session.items():
+            for follower in tuple(self._followers.get(session_id, ())):
+                follower.offer(changed)
+
+
+class FollowerStream:
+    """An async iterator of MediaView; `aclose` unsubscribes, whether iterated or not."""
+
+    def __init__(self, feed: MediaFeed, follower: _Follower, current: list[MediaView]) -> None:
+        self._feed = feed
+        self._follower = follower
+        self._current = deque(current)
+
+    def __aiter__(self) -> FollowerStream:
+        return self
+
+    async def __anext__(self) -> MediaView:
+        if self._current:
+            return self._current.popleft()
+        return await self._follower.take()
+
+    async def aclose(self) -> None:
+        self._feed.forget(self._follower)
