@@ -18,6 +18,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY piccolo_migrations ./piccolo_migrations
+# The browser client the API serves at /client/mediagate.js.
+COPY clients/js/mediagate.js ./clients/js/
 RUN pip install -e . && python -c "import mediagate.cli"
 
 USER mediagate

@@ -37,6 +37,9 @@ ensure_packages() {
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   # Validates deploy/compose/compose.yaml in the tests (no Docker engine needed).
   command -v docker-compose >/dev/null || missing+=(docker-compose)
+  # The browser client's unit tests, and the demo page's end-to-end test in a real browser.
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v chromium >/dev/null || missing+=(chromium)
   # A real S3 store for the tests and `scripts/dev --store rgw`: Ceph's RADOS Gateway.
   command -v radosgw >/dev/null || missing+=(ceph-mon ceph-osd radosgw ceph-common)
   if [ ${#missing[@]} -gt 0 ]; then

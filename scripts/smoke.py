@@ -48,7 +48,10 @@ def main(api: str, token: str, session: str, photo: Path) -> int:
     body = download.content
     ok = download.status_code == 200 and body[:3] == b"\xff\xd8\xff" and b"Exif" not in body
     print(f"smoke: download {download.status_code}, {len(body)} bytes, clean={ok}")
-    return 0 if ok else 1
+    demo = httpx.get(api.removesuffix("/graphql") + "/demo")
+    module = httpx.get(api.removesuffix("/graphql") + "/client/mediagate.js")
+    print(f"smoke: demo page {demo.status_code}, browser client {module.status_code}")
+    return 0 if ok and demo.status_code == module.status_code == 200 else 1
 
 
 if __name__ == "__main__":

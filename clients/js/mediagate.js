@@ -1,0 +1,436 @@
+// mediagate browser client: checks a file against the upload policy, asks for a presigned
+// URL, PUTs the file straight to the store with progress, confirms it, then follows its
+// scan and processing live (GraphQL subscription over WebSocket, graphql-transport-ws),
+// falling back to polling where WebSocket is not available. No dependencies.
+//
+//   import { createClient } from "/client/mediagate.js"
+//   const client = createClient({ endpoint: "https://api.example.com/graphql", token })
+//   const media = await client.upload(file, { sessionId, onProgress, onStatus })
+
+const FINAL_STATUSES = new Set(["COMPLETED", "REJECTED", "SCAN_FAILED"])
+const MEDIA_FIELDS = `id sessionId fileKey status originalFilename contentType stage alt
+  fileSize rejectionReason url posterUrl width height durationSeconds uploadedAt processedAt createdAt`
+
+const POLICY_QUERY = `query { uploadPolicy {
+  contentTypes { contentType kind extensions maxBytes }
+  stages defaultStage maxFilenameBytes maxAltChars uploadUrlExpiresIn } }`
+const GET_UPLOAD_URL = `mutation($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String) {
+  getUploadUrl(sessionId: $sessionId, filename: $filename, contentType: $contentType, stage: $stage) {
+    uploadUrl fileKey expiresIn } }`
+const CONFIRM_UPLOAD = `mutation($sessionId: UUID!, $fileKey: String!, $stage: String, $alt: String) {
+  confirmUpload(sessionId: $sessionId, fileKey: $fileKey, stage: $stage, alt: $alt) { id status } }`
+const MEDIA_QUERY = `query($id: UUID!) { media(id: $id) { ${MEDIA_FIELDS} } }`
+const MEDIA_UPDATED = `subscription($sessionId: UUID!) {
+  mediaUpdated(sessionId: $sessionId) { ${MEDIA_FIELDS} } }`
+
+// A URL is renewed this long before it expires rather than sent and refused.
+const EXPIRY_MARGIN_MS = 5000
+
+export class MediagateError extends Error {
+  constructor(message, { code = "INTERNAL_SERVER_ERROR", field, status, cause } = {}) {
+    super(message, { cause })
+    this.name = "MediagateError"
+    this.code = code
+    this.field = field
+    this.status = status
+  }
+}
+
+export function createClient(options) {
+  return new MediagateClient(options)
+}
+
+export class MediagateClient {
+  constructor({
+    endpoint,
+    token,
+    getToken,
+    websocketEndpoint,
+    retries = 4,
+    backoffMs = 500,
+    pollIntervalMs = 2000,
+    concurrency = 3,
+    transport = {},
+  }) {
+    if (!endpoint) throw new TypeError("createClient needs an endpoint")
+    if (!token && !getToken) throw new TypeError("createClient needs a token or getToken")
+    this.endpoint = endpoint
+    this.websocketEndpoint = websocketEndpoint ?? endpoint.replace(/^http/, "ws")
+    this.getToken = getToken ?? (async () => token)
+    this.retries = retries
+    this.backoffMs = backoffMs
+    this.pollIntervalMs = pollIntervalMs
+    this.concurrency = concurrency
+    this.transport = {
+      fetch: transport.fetch ?? globalThis.fetch?.bind(globalThis),
+      XMLHttpRequest: transport.XMLHttpRequest ?? globalThis.XMLHttpRequest,
+      WebSocket: "WebSocket" in transport ? transport.WebSocket : globalThis.WebSocket,
+      setTimeout: transport.setTimeout ?? globalThis.setTimeout.bind(globalThis),
+      clearTimeout: transport.clearTimeout ?? globalThis.clearTimeout.bind(globalThis),
+      random: transport.random ?? Math.random,
+    }
+    this.live = null
+    this.sessions = new Map()
+    this.policyRequest = null
+  }
+
+  // The server's upload policy, asked once.
+  policy() {
+    this.policyRequest ??= this.request(POLICY_QUERY).then((data) => data.uploadPolicy)
+    this.policyRequest.catch(() => (this.policyRequest = null))
+    return this.policyRequest
+  }
+
+  // Uploads one file; resolves with its final Media (COMPLETED, REJECTED or SCAN_FAILED).
+  async upload(file, { sessionId, stage, alt, contentType, onProgress, onStatus, signal } = {}) {
+    throwIfAborted(signal)
+    const type = contentType ?? file.type
+    checkFile(file, type, await this.policy())
+    const variables = { sessionId, filename: file.name, contentType: type, stage }
+    const fileKey = await this.put(file, type, variables, { onProgress, signal })
+    throwIfAborted(signal)
+    const confirmed = await this.retrying(
+      () => this.request(CONFIRM_UPLOAD, { sessionId, fileKey, stage, alt }),
+      signal,
+    )
+    onStatus?.(confirmed.confirmUpload)
+    return this.follow(confirmed.confirmUpload.id, sessionId, { onStatus, signal })
+  }
+
+  // Uploads several files, at most `concurrency` at a time; resolves like Promise.allSettled.
+  async uploadAll(files, options = {}) {
+    const queue = [...files].map((file, index) => ({ file, index }))
+    const results = new Array(queue.length)
+    const worker = async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const { file, index } = next
+        const perFile = {
+          ...options,
+          onProgress: options.onProgress && ((progress) => options.onProgress(file, progress)),
+          onStatus: options.onStatus && ((media) => options.onStatus(file, media)),
+        }
+        results[index] = await this.upload(file, perFile).then(
+          (value) => ({ status: "fulfilled", value }),
+          (reason) => ({ status: "rejected", reason }),
+        )
+      }
+    }
+    const workers = Math.max(1, Math.min(this.concurrency, queue.length))
+    await Promise.all(Array.from({ length: workers }, worker))
+    return results
+  }
+
+  // One GraphQL request over HTTP; resolves with `data`, rejects with a MediagateError.
+  async request(query, variables = {}) {
+    const token = await this.getToken()
+    let response
+    try {
+      response = await this.transport.fetch(this.endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query, variables }),
+      })
+    } catch (cause) {
+      throw new MediagateError("the API cannot be reached", { code: "NETWORK_ERROR", cause })
+    }
+    const body = await response.json().catch(() => ({}))
+    const [error] = body.errors ?? []
+    if (error) {
+      const { code, field } = error.extensions ?? {}
+      throw new MediagateError(error.message, { code, field, status: response.status })
+    }
+    if (!response.ok || !body.data) {
+      throw new MediagateError(`the API answered ${response.status}`, { status: response.status })
+    }
+    return body.data
+  }
+
+  // Asks for a URL and PUTs the file, renewing the URL when it expired; returns the key.
+  async put(file, contentType, variables, { onProgress, signal }) {
+    let ticket = null
+    return this.retrying(async () => {
+      if (!ticket || Date.now() > ticket.expiresAt - EXPIRY_MARGIN_MS) {
+        const { getUploadUrl } = await this.request(GET_UPLOAD_URL, variables)
+        ticket = { ...getUploadUrl, expiresAt: Date.now() + getUploadUrl.expiresIn * 1000 }
+      }
+      try {
+        await this.send(ticket.uploadUrl, file, contentType, { onProgress, signal })
+      } catch (error) {
+        if (error.code === "URL_EXPIRED") ticket = null
+        throw error
+      }
+      return ticket.fileKey
+    }, signal)
+  }
+
+  // The PUT itself, through XMLHttpRequest for its upload progress events.
+  send(url, file, contentType, { onProgress, signal }) {
+    return new Promise((resolve, reject) => {
+      const xhr = new this.transport.XMLHttpRequest()
+      const abort = () => xhr.abort()
+      signal?.addEventListener("abort", abort, { once: true })
+      const settle = (action) => (value) => {
+        signal?.removeEventListener("abort", abort)
+        action(value)
+      }
+      const done = settle(resolve)
+      const fail = settle(reject)
+      xhr.open("PUT", url, true)
+      xhr.setRequestHeader("Content-Type", contentType)
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable) onProgress?.({ loaded: event.loaded, total: event.total })
+      })
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) return done()
+        fail(storeError(xhr.status, xhr.responseText))
+      })
+      xhr.addEventListener("error", () =>
+        fail(new MediagateError("the upload was interrupted", { code: "NETWORK_ERROR" })),
+      )
+      xhr.addEventListener("abort", () => fail(abortError()))
+      xhr.send(file)
+    })
+  }
+
+  // Runs `attempt` again after transient failures, waiting longer each time.
+  async retrying(attempt, signal) {
+    for (let failures = 0; ; failures++) {
+      try {
+        return await attempt()
+      } catch (error) {
+        if (!isTransient(error) || failures >= this.retries || signal?.aborted) throw error
+        await this.wait(this.backoffMs * 2 ** failures * (0.5 + this.transport.random() / 2), signal)
+      }
+    }
+  }
+
+  wait(ms, signal) {
+    return new Promise((resolve, reject) => {
+      const timer = this.transport.setTimeout(() => {
+        signal?.removeEventListener("abort", cancel)
+        resolve()
+      }, ms)
+      const cancel = () => {
+        this.transport.clearTimeout(timer)
+        reject(abortError())
+      }
+      signal?.addEventListener("abort", cancel, { once: true })
+    })
+  }
+
+  // The media's status until it is final: pushed by subscription, else polled.
+  follow(mediaId, sessionId, { onStatus, signal }) {
+    return new Promise((resolve, reject) => {
+      let stop = () => {}
+      const finish = (settle) => (value) => {
+        stop()
+        signal?.removeEventListener("abort", cancel)
+        settle(value)
+      }
+      const succeed = finish(resolve)
+      const fail = finish(reject)
+      const cancel = () => fail(abortError())
+      signal?.addEventListener("abort", cancel, { once: true })
+      const seen = (media) => {
+        onStatus?.(media)
+        if (FINAL_STATUSES.has(media.status)) succeed(media)
+      }
+      const poll = () => {
+        stop()
+        stop = this.poll(mediaId, seen, fail)
+      }
+      if (!this.transport.WebSocket) return poll()
+      stop = this.watch(sessionId, mediaId, {
+        next: seen,
+        error: (error) => (error.code === "SOCKET_CLOSED" ? poll() : fail(error)),
+      })
+    })
+  }
+
+  // One subscription per session, shared by the uploads that wait on its media.
+  watch(sessionId, mediaId, handlers) {
+    let session = this.sessions.get(sessionId)
+    if (!session) {
+      session = { handlers: new Map(), stop: () => {} }
+      const watched = session
+      this.sessions.set(sessionId, watched)
+      try {
+        watched.stop = this.liveSocket().subscribe(MEDIA_UPDATED, { sessionId }, {
+          next: (data) => watched.handlers.get(data.mediaUpdated.id)?.next(data.mediaUpdated),
+          error: (error) => {
+            this.sessions.delete(sessionId)
+            for (const handler of [...watched.handlers.values()]) handler.error(error)
+          },
+        })
+      } catch (cause) {
+        this.sessions.delete(sessionId)
+        queueMicrotask(() => handlers.error(new MediagateError("no live connection", { code: "SOCKET_CLOSED", cause })))
+      }
+    }
+    session.handlers.set(mediaId, handlers)
+    return () => {
+      if (session.handlers.delete(mediaId) && session.handlers.size === 0) {
+        if (this.sessions.get(sessionId) === session) this.sessions.delete(sessionId)
+        session.stop()
+      }
+    }
+  }
+
+  poll(mediaId, seen, fail) {
+    let timer = null
+    let stopped = false
+    const check = async () => {
+      try {
+        const { media } = await this.retrying(() => this.request(MEDIA_QUERY, { id: mediaId }))
+        if (stopped) return
+        seen(media)
+      } catch (error) {
+        return fail(error)
+      }
+      if (!stopped) timer = this.transport.setTimeout(check, this.pollIntervalMs)
+    }
+    check()
+    return () => {
+      stopped = true
+      if (timer !== null) this.transport.clearTimeout(timer)
+    }
+  }
+
+  liveSocket() {
+    this.live ??= new LiveSocket(this.websocketEndpoint, this.getToken, this.transport.WebSocket, (socket) => {
+      if (this.live === socket) this.live = null
+    })
+    return this.live
+  }
+}
+
+// One WebSocket for all of a client's subscriptions, speaking graphql-transport-ws;
+// opened on first use, closed when its last subscription ends.
+class LiveSocket {
+  constructor(url, getToken, WebSocketClass, onClosed) {
+    this.subscriptions = new Map()
+    this.nextId = 1
+    this.onClosed = onClosed
+    this.socket = new WebSocketClass(url, "graphql-transport-ws")
+    this.acknowledged = false
+    this.socket.addEventListener("open", async () => {
+      const token = await getToken()
+      this.sendMessage({ type: "connection_init", payload: { authorization: `Bearer ${token}` } })
+    })
+    this.socket.addEventListener("message", (event) => this.receive(JSON.parse(event.data)))
+    this.socket.addEventListener("close", (event) => this.closed(event))
+  }
+
+  subscribe(query, variables, sink) {
+    const id = String(this.nextId++)
+    this.subscriptions.set(id, { payload: { query, variables }, sink })
+    if (this.acknowledged) this.start(id)
+    return () => {
+      if (!this.subscriptions.delete(id)) return
+      if (this.acknowledged) this.sendMessage({ id, type: "complete" })
+      if (this.subscriptions.size === 0) this.close()
+    }
+  }
+
+  start(id) {
+    this.sendMessage({ id, type: "subscribe", payload: this.subscriptions.get(id).payload })
+  }
+
+  receive(message) {
+    const subscription = this.subscriptions.get(message.id)
+    switch (message.type) {
+      case "connection_ack":
+        this.acknowledged = true
+        for (const id of this.subscriptions.keys()) this.start(id)
+        break
+      case "ping":
+        this.sendMessage({ type: "pong" })
+        break
+      case "next":
+        if (message.payload.errors?.length) {
+          subscription?.sink.error(graphqlError(message.payload.errors[0]))
+        } else {
+          subscription?.sink.next(message.payload.data)
+        }
+        break
+      case "error":
+        this.subscriptions.delete(message.id)
+        subscription?.sink.error(graphqlError(message.payload[0]))
+        break
+      case "complete":
+        this.subscriptions.delete(message.id)
+        break
+    }
+  }
+
+  sendMessage(message) {
+    this.socket.send(JSON.stringify(message))
+  }
+
+  // Whatever the reason (no WebSocket here, token expired, dropped), the uploads
+  // that were following go on by polling, with a fresh token each time.
+  closed(event) {
+    this.onClosed(this)
+    const error = new MediagateError(`the live connection closed (${event.code})`, { code: "SOCKET_CLOSED" })
+    const sinks = [...this.subscriptions.values()].map(({ sink }) => sink)
+    this.subscriptions.clear()
+    for (const sink of sinks) sink.error(error)
+  }
+
+  close() {
+    this.onClosed(this)
+    this.socket.close(1000, "done")
+  }
+}
+
+function checkFile(file, contentType, policy) {
+  const allowed = policy.contentTypes.find((entry) => entry.contentType === contentType)
+  if (!allowed) {
+    const names = policy.contentTypes.map((entry) => entry.contentType).join(", ")
+    throw new MediagateError(`${file.name}: the type must be one of ${names}`, {
+      code: "BAD_USER_INPUT",
+      field: "contentType",
+    })
+  }
+  const extension = file.name.includes(".") ? file.name.slice(file.name.lastIndexOf(".")).toLowerCase() : ""
+  if (!allowed.extensions.includes(extension)) {
+    throw new MediagateError(`${file.name}: a ${contentType} file must end in ${allowed.extensions.join(", ")}`, {
+      code: "BAD_USER_INPUT",
+      field: "filename",
+    })
+  }
+  if (new TextEncoder().encode(file.name).length > policy.maxFilenameBytes) {
+    throw new MediagateError(`${file.name}: the name is too long`, { code: "BAD_USER_INPUT", field: "filename" })
+  }
+  if (file.size === 0 || file.size > allowed.maxBytes) {
+    throw new MediagateError(`${file.name}: the size must be 1 to ${allowed.maxBytes} bytes`, {
+      code: "BAD_USER_INPUT",
+      field: "size",
+    })
+  }
+}
+
+function storeError(status, body) {
+  if (status === 403 && /expired/i.test(body ?? "")) {
+    return new MediagateError("the upload URL expired", { code: "URL_EXPIRED", status })
+  }
+  const code = status >= 500 || status === 408 || status === 429 ? "STORE_UNAVAILABLE" : "UPLOAD_REFUSED"
+  return new MediagateError(`the store refused the upload (${status})`, { code, status })
+}
+
+function isTransient(error) {
+  return ["NETWORK_ERROR", "STORE_UNAVAILABLE", "URL_EXPIRED", "SERVICE_UNAVAILABLE"].includes(error.code)
+}
+
+function graphqlError(error) {
+  const { code, field } = error?.extensions ?? {}
+  return new MediagateError(error?.message ?? "unknown error", { code, field })
+}
+
+function abortError() {
+  return new MediagateError("the upload was cancelled", { code: "ABORTED" })
+}
+
+function throwIfAborted(signal) {
+  if (signal?.aborted) throw abortError()
+}

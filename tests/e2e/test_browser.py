@@ -1,0 +1,184 @@
+"""The demo page in a real browser (Debian's chromium, driven by Playwright), served from
+an origin of its own, against the API, the S3 server and a worker on origins of theirs."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mediagate.api.app import DEMO_PAGE
+from mediagate.auth.tokens import issue_token
+from mediagate.config import Settings, load_settings
+from mediagate.db import media_repository as repo
+from mediagate.storage.setup import setup_storage
+from tests.conftest import Tenant, make_env
+from tests.support import media, services
+from tests.support.worker_process import WorkerProcess
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "e2e"
+# Without the background-networking flags chromium keeps calling home, which a closed
+# network refuses many times over.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FINAL = ("COMPLETED", "REJECTED", "SCAN_FAILED", "ERROR")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (./scripts/test installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo page as a static file on an origin that is neither the API nor the store."""
+    root = tmp_path_factory.mktemp("page")
+    shutil.copy(DEMO_PAGE, root / "demo.html")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser_env(
+    database_url: str, s3_endpoint: str, env: dict[str, str], page_server: str
+) -> dict[str, str]:
+    """A bucket and an API that allow the page's origin, and nothing more."""
+    return make_env(
+        database_url,
+        s3_endpoint,
+        CORS_ALLOWED_ORIGINS=page_server,
+        CLAMAV_PORT=env["CLAMAV_PORT"],
+        JWT_SECRET=env["JWT_SECRET"],
+    )
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    browser_env: dict[str, str], database: None, clamd: services.Clamd
+) -> AsyncIterator[tuple[services.ServedApi, Settings]]:
+    settings = load_settings(browser_env)
+    setup_storage(settings, bucket_events=False, require_tls=False)
+    worker = WorkerProcess(browser_env)
+    await worker.start(settings)
+    try:
+        with services.serve_api(browser_env, "--workers", "1") as api:
+            yield api, settings
+    finally:
+        worker.stop()
+
+
+def _files(directory: Path) -> list[Path]:
+    photo = directory / "landscape.jpg"
+    photo.write_bytes(media.fixture("landscape_4.jpg"))
+    video = media.make_video(directory / "clip.mp4", seconds=1)
+    infected = directory / "eicar.jpg"
+    infected.write_bytes(media.eicar())
+    return [photo, video, infected]
+
+
+async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
+    stack: tuple[services.ServedApi, Settings],
+    page_server: str,
+    settings: Settings,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import async_playwright
+
+    api, _ = stack
+    token = issue_token(settings, tenant.principal, 600)
+    address = (
+        f"{page_server}/demo.html?endpoint={api.url}/graphql"
+        f"&token={token}&session={tenant.session_id}"
+    )
+    console_errors: list[str] = []
+    graphql_posts: list[str] = []
+    frames: list[dict[str, Any]] = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+            page.on("pageerror", lambda error: console_errors.append(str(error)))
+            page.on(
+                "request",
+                lambda r: (
+                    r.url.endswith("/graphql")
+                    and r.method == "POST"
+                    and graphql_posts.append(r.post_data or "")
+                ),
+            )
+            page.on(
+                "websocket",
+                lambda ws: ws.on("framereceived", lambda f: frames.append(json.loads(f))),
+            )
+            await page.goto(address)
+            await page.set_input_files("#picker", [str(path) for path in _files(tmp_path)])
+            await page.wait_for_function(
+                f"""() => {{
+                    const badges = [...document.querySelectorAll("#files .status")]
+                    return badges.length === 3 &&
+                        badges.every((badge) => {json.dumps(FINAL)}.includes(badge.textContent))
+                }}""",
+                timeout=180_000,
+            )
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('#files img')].every((i) => i.complete)"
+            )
+            rows = await page.eval_on_selector_all(
+                "#files li",
+                """(items) => items.map((item) => ({
+                    file: item.dataset.file,
+                    status: item.querySelector('.status').textContent,
+                    progressEvents: Number(item.dataset.progressEvents),
+                    imageWidth: item.querySelector('img')?.naturalWidth ?? null,
+                    reason: item.querySelector('.reason')?.textContent ?? null,
+                }))""",
+            )
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+        finally:
+            await browser.close()
+
+    by_file = {row["file"]: row for row in rows}
+    assert by_file["landscape.jpg"]["status"] == "COMPLETED", by_file
+    assert by_file["landscape.jpg"]["imageWidth"] > 0
+    assert by_file["clip.mp4"]["status"] == "COMPLETED", by_file
+    assert by_file["clip.mp4"]["imageWidth"] > 0  # the poster frame
+    assert by_file["eicar.jpg"]["status"] == "REJECTED", by_file
+    assert "virus" in by_file["eicar.jpg"]["reason"].lower()
+    assert all(row["progressEvents"] > 0 for row in rows)
+    assert console_errors == []
+    # Statuses came by subscription: frames pushed each final state; no media() polling.
+    pushed = {
+        frame["payload"]["data"]["mediaUpdated"]["status"]
+        for frame in frames
+        if frame.get("type") == "next"
+    }
+    assert {"COMPLETED", "REJECTED"} <= pushed
+    assert not [post for post in graphql_posts if "media(id" in post]
+    assert sum("confirmUpload" in post for post in graphql_posts) == 3
+    completed = await repo.list_session_media(tenant.session_id, None)
+    assert sorted(record.status.value for record in completed) == [
+        "COMPLETED",
+        "COMPLETED",
+        "REJECTED",
+    ]
