@@ -47,6 +47,10 @@ bench-worker *args:
     source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/worker_bench.py {{args}}
 
+bench-subscriptions *args:
+    source scripts/lib.sh && ensure_all && ensure_bench_tools
+    {{venv}}/python bench/subscriptions_bench.py {{args}}
+
 # On-prem stack with Docker compose.
 up:
     docker compose --env-file deploy/compose/.env -f deploy/compose/compose.yaml up -d --build

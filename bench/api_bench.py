@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -212,6 +213,72 @@ async def count_rows(settings: Settings, session_id: uuid.UUID) -> int:
         await engine.close_connection_pool()
 
 
+@dataclass(frozen=True)
+class Stack:
+    """A migrated database, the S3 test server with its bucket, a session and a token."""
+
+    env: dict[str, str]
+    settings: Settings
+    organization: uuid.UUID
+    user: uuid.UUID
+    session_id: uuid.UUID
+    token: str
+
+
+CLI = [sys.executable, "-m", "mediagate.cli"]
+
+
+@contextlib.contextmanager
+def prepared_stack(**overrides: str) -> Iterator[Stack]:
+    database_url = asyncio.run(services.create_database())
+    try:
+        with services.s3_server() as s3:
+            env = make_env(database_url, s3, LOG_LEVEL="WARNING", **overrides)
+            settings = load_settings(env)
+            subprocess.run(
+                [*CLI, "migrate"], env=_process_env(env), check=True, capture_output=True
+            )
+            setup_storage(settings, bucket_events=False, require_tls=False)
+            organization, user = uuid.uuid4(), uuid.uuid4()
+            token = issue_token(settings, Principal(user, organization), 3600)
+            session_id = create_session(env, organization)
+            yield Stack(env, settings, organization, user, session_id, token)
+    finally:
+        asyncio.run(services.drop_database(database_url))
+
+
+def create_session(env: dict[str, str], organization: uuid.UUID) -> uuid.UUID:
+    created = subprocess.run(
+        [*CLI, "session", "create", "--org", str(organization)],
+        env=_process_env(env),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return uuid.UUID(created.stdout.strip())
+
+
+def _process_env(env: dict[str, str]) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], **env}
+
+
+@contextlib.contextmanager
+def served_api(stack: Stack, workers: int | None) -> Iterator[tuple[str, int]]:
+    """`mediagate serve` on a free port: its GraphQL URL and its process id."""
+    port = services.free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port)]
+        + ([] if workers is None else ["--workers", str(workers)]),
+        env=_process_env(stack.env),
+    )
+    try:
+        wait_until_answers(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code)
+        yield f"http://127.0.0.1:{port}/graphql", server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -237,66 +304,28 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    database_url = asyncio.run(services.create_database())
-    try:
-        with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch:
-            env = make_env(database_url, s3, LOG_LEVEL="WARNING")
-            settings = load_settings(env)
-            process_env = {"PATH": os.environ["PATH"], **env}
-            cli = [sys.executable, "-m", "mediagate.cli"]
-            subprocess.run([*cli, "migrate"], env=process_env, check=True, capture_output=True)
-            setup_storage(settings, bucket_events=False, require_tls=False)
-            organization, user = uuid.uuid4(), uuid.uuid4()
-            session_id = uuid.UUID(
-                subprocess.run(
-                    [*cli, "session", "create", "--org", str(organization)],
-                    env=process_env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.strip()
-            )
-            token = issue_token(settings, Principal(user, organization), 3600)
-            subprocess.run(
-                [*cli, "token", "--user", str(user), "--org", str(organization)],
-                env=process_env,
-                check=True,
-                capture_output=True,
-            )
-            port = services.free_port()
-            server = subprocess.Popen(
-                [*cli, "serve", "--port", str(port)]
-                + ([] if args.workers is None else ["--workers", str(args.workers)]),
-                env=process_env,
-            )
-            url = f"http://127.0.0.1:{port}/graphql"
-            try:
-                wait_until_answers(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code)
-                script = wrk_script(Path(scratch), session_id, token)
-                run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
-                *levels, last = args.concurrency
-                results = {c: run_wrk(url, script, c, args.seconds) for c in levels}
-                with profiling(server.pid, args.profile):
-                    results[last] = run_wrk(url, script, last, args.seconds)
-                rss = peak_rss_mib(server.pid)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
-            rows = asyncio.run(count_rows(settings, session_id))
-            nestjs = None
-            if args.nestjs:
-                with nestjs_server(env) as nest_url:
-                    nest_script = wrk_script(
-                        Path(scratch), session_id, token, NESTJS_QUERY, "nestjs"
-                    )
-                    run_wrk(nest_url, nest_script, 16, 2)
-                    nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)
-            presign = presign_cost_us(settings)
-            insert_seq, insert_rate = asyncio.run(
-                insert_cost_us(settings, organization, session_id, user)
-            )
-    finally:
-        asyncio.run(services.drop_database(database_url))
+    with prepared_stack() as stack, tempfile.TemporaryDirectory() as scratch:
+        with served_api(stack, args.workers) as (url, pid):
+            script = wrk_script(Path(scratch), stack.session_id, stack.token)
+            run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
+            *levels, last = args.concurrency
+            results = {c: run_wrk(url, script, c, args.seconds) for c in levels}
+            with profiling(pid, args.profile):
+                results[last] = run_wrk(url, script, last, args.seconds)
+            rss = peak_rss_mib(pid)
+        rows = asyncio.run(count_rows(stack.settings, stack.session_id))
+        nestjs = None
+        if args.nestjs:
+            with nestjs_server(stack.env) as nest_url:
+                nest_script = wrk_script(
+                    Path(scratch), stack.session_id, stack.token, NESTJS_QUERY, "nestjs"
+                )
+                run_wrk(nest_url, nest_script, 16, 2)
+                nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)
+        presign = presign_cost_us(stack.settings)
+        insert_seq, insert_rate = asyncio.run(
+            insert_cost_us(stack.settings, stack.organization, stack.session_id, stack.user)
+        )
 
     total = sum(r["requests"] for r in results.values())
     processes = "default" if args.workers is None else args.workers

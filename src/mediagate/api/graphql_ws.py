@@ -236,10 +236,10 @@ class GraphQLWebSocket:
             request = GraphQLRequest.from_json(payload)
             responses = self._services.executor.stream(request, self._context)
             try:
+                # Responses come encoded (shared by subscribers): wrapped, not re-encoded.
+                prefix = b'{"id":%s,"type":"next","payload":' % msgspec.json.encode(operation_id)
                 async for response in responses:
-                    await self._send_message(
-                        {"id": operation_id, "type": "next", "payload": response}
-                    )
+                    await self._send_text(prefix + response + b"}")
             finally:
                 await responses.aclose()
         except RequestError as error:
@@ -256,10 +256,13 @@ class GraphQLWebSocket:
         await self._send_message({"id": operation_id, "type": "error", "payload": errors})
 
     async def _send_message(self, message: dict[str, Any]) -> None:
+        await self._send_text(msgspec.json.encode(message))
+
+    async def _send_text(self, encoded: bytes) -> None:
         event: WebSocketSendEvent = {
             "type": "websocket.send",
             "bytes": None,
-            "text": msgspec.json.encode(message).decode(),
+            "text": encoded.decode(),
         }
         await self._send(event)
 

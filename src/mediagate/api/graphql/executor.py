@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -11,6 +12,7 @@ from inspect import isawaitable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -25,9 +27,9 @@ from graphql import (
     get_operation_ast,
     parse,
     specified_rules,
-    subscribe,
     validate,
 )
+from graphql.execution import create_source_event_stream
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
@@ -42,6 +44,8 @@ MAX_TOKENS = 2000
 # recursively, so depth is bounded before it sees them.
 MAX_VARIABLES_DEPTH = 16
 DOCUMENT_CACHE_SIZE = 256
+# Responses to recent subscription events, one per (event, document, variables).
+EVENT_RESPONSE_CACHE_SIZE = 1024
 
 Resolver = Callable[..., Awaitable[Any]]
 
@@ -191,6 +195,9 @@ class GraphQLExecutor:
         if not introspection:
             self._rules.append(NoSchemaIntrospectionCustomRule)
         self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
+        self._event_responses: OrderedDict[
+            tuple[int, tuple[str, bytes, str | None]], tuple[Any, asyncio.Future[bytes]]
+        ] = OrderedDict()
 
     def document(self, query: str) -> DocumentNode:
         """The parsed and validated document, from the cache when this text was seen before."""
@@ -233,30 +240,75 @@ class GraphQLExecutor:
             )
         return await self._execute(document, request, context)
 
-    async def stream(
-        self, request: GraphQLRequest, context: Any
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """The responses of one operation: each event of a subscription, or the one result
-        of a query or mutation. Errors found before execution raise RequestError."""
+    async def stream(self, request: GraphQLRequest, context: Any) -> AsyncGenerator[bytes, None]:
+        """The responses of one operation, JSON-encoded: each event of a subscription, or
+        the one result of a query or mutation. Errors found before execution raise
+        RequestError.
+
+        graphql-core's `subscribe` is `create_source_event_stream` followed by `execute`
+        on each event; the two are called apart here so that an event's response is
+        computed once for all who subscribed with the same document and variables (a
+        status change reaches every subscriber of its session: a thousand executions of
+        the same selection on the same view would otherwise be the whole cost). Sharing
+        is sound because subscription events are only handed to subscribers authorized
+        for them, and what the selected fields resolve to depends on the event alone."""
         document = self.document(request.query)
         if not _is_subscription(document, request.operation_name):
-            yield await self._execute(document, request, context)
+            yield msgspec.json.encode(await self._execute(document, request, context))
             return
-        results = await subscribe(
+        events = await create_source_event_stream(
             self._schema,
             document,
             context_value=context,
             variable_values=request.variables,
             operation_name=request.operation_name,
+        )
+        if isinstance(events, ExecutionResult):
+            raise RequestError([format_error(error) for error in events.errors or ()])
+        shape = (request.query, msgspec.json.encode(request.variables), request.operation_name)
+        try:
+            async for event in events:
+                yield await self._event_response(event, document, request, context, shape)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def _event_response(
+        self,
+        event: Any,
+        document: DocumentNode,
+        request: GraphQLRequest,
+        context: Any,
+        shape: tuple[str, bytes, str | None],
+    ) -> bytes:
+        key = (id(event), shape)
+        cached = self._event_responses.get(key)
+        # The event is kept with its response: while cached, its id cannot be reused.
+        # The response is a future: subscribers woken by the same event together wait
+        # for the first one's execution rather than each starting one.
+        if cached is not None and cached[0] is event:
+            return await asyncio.shield(cached[1])
+        response = asyncio.ensure_future(self._encoded_response(event, document, request, context))
+        self._event_responses[key] = (event, response)
+        if len(self._event_responses) > EVENT_RESPONSE_CACHE_SIZE:
+            self._event_responses.popitem(last=False)
+        return await asyncio.shield(response)
+
+    async def _encoded_response(
+        self, event: Any, document: DocumentNode, request: GraphQLRequest, context: Any
+    ) -> bytes:
+        result = execute(
+            self._schema,
+            document,
+            root_value=event,
+            context_value=context,
+            variable_values=request.variables,
+            operation_name=request.operation_name,
             field_resolver=default_field_resolver,
         )
-        if isinstance(results, ExecutionResult):
-            raise RequestError([format_error(error) for error in results.errors or ()])
-        try:
-            async for result in results:
-                yield _response(result)
-        finally:
-            await results.aclose()  # type: ignore[attr-defined]
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        return msgspec.json.encode(_response(result))
 
     async def _execute(
         self, document: DocumentNode, request: GraphQLRequest, context: Any
