@@ -10,7 +10,8 @@ makes one. Every index costs each getUploadUrl an insert, so there are no others
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from mediagate.db.engine import ddl
 
 ID = "2026-11-27T18:00:00:000000"
 VERSION = "1.38.0"
@@ -88,11 +89,5 @@ STATEMENTS = (
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="mediagate", description=DESCRIPTION)
 
-    async def create_schema() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        for statement in STATEMENTS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(create_schema)
+    manager.add_raw(ddl(*STATEMENTS))
     return manager

@@ -6,7 +6,8 @@ commits. The payload names the row and its session; listeners read the row itsel
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine import engine_finder
+
+from mediagate.db.engine import ddl
 
 ID = "2026-11-28T09:30:00:000000"
 VERSION = "1.38.0"
@@ -39,11 +40,5 @@ STATEMENTS = (
 async def forwards() -> MigrationManager:
     manager = MigrationManager(migration_id=ID, app_name="mediagate", description=DESCRIPTION)
 
-    async def create_trigger() -> None:
-        engine = engine_finder()
-        assert engine is not None
-        for statement in STATEMENTS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(create_trigger)
+    manager.add_raw(ddl(*STATEMENTS))
     return manager

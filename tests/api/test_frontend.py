@@ -12,7 +12,7 @@ import pytest
 from mediagate.api.app import create_app
 from mediagate.config import Settings
 from mediagate.domain.media_types import MEDIA_TYPES, STAGES
-from tests.conftest import graphql, lifespan_in_own_task
+from tests.conftest import graphql
 from tests.support.services import ROOT
 
 CLIENT = ROOT / "clients" / "js"
@@ -54,11 +54,11 @@ async def test_the_demo_page_is_served_only_when_enabled(
     api: httpx.AsyncClient, settings: Settings
 ) -> None:
     assert (await api.get("/demo")).status_code == 404
+    # Its lifespan is not run: the page needs none, and the session's app owns the pool.
     app = create_app(dataclasses.replace(settings, demo_page=True))
-    async with lifespan_in_own_task(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-            page = await client.get("/demo")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+        page = await client.get("/demo")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert b"/client/mediagate.js" in page.content

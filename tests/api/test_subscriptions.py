@@ -346,3 +346,17 @@ async def test_a_subscription_over_http_is_refused(api: httpx.AsyncClient, tenan
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_stage_filter_passes_only_that_stages_media(
+    served: services.ServedApi, tenant: Tenant
+) -> None:
+    async with graphql_socket(served.url) as socket_:
+        await _acked(socket_, tenant.token)
+        await socket_.subscribe("s", sessionId=str(tenant.session_id), stage="intake")
+        async with httpx.AsyncClient(base_url=served.url) as client:
+            other = await request_upload(client, tenant, stage="inspection")
+            wanted = await request_upload(client, tenant, stage="intake")
+        seen = await socket_.updates_until("s", lambda m: m["fileKey"] == wanted["fileKey"])
+    assert other["fileKey"] not in {m["fileKey"] for m in seen}
+    assert {m["stage"] for m in seen} == {"intake"}

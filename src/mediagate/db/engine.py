@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -130,3 +130,17 @@ async def migrate() -> bool:
     Migration._meta.db = engine
     result = await run_forwards(app_name=APP_NAME)
     return result.success
+
+
+def ddl(*statements: str) -> Callable[[], Awaitable[None]]:
+    """A migration step (MigrationManager.add_raw) that runs these statements in order."""
+
+    async def run() -> None:
+        from piccolo.engine import engine_finder
+
+        engine = engine_finder()
+        assert engine is not None
+        for statement in statements:
+            await engine.run_ddl(statement)
+
+    return run

@@ -296,26 +296,19 @@ class GraphQLExecutor:
     async def _encoded_response(
         self, event: Any, document: DocumentNode, request: GraphQLRequest, context: Any
     ) -> bytes:
-        result = execute(
-            self._schema,
-            document,
-            root_value=event,
-            context_value=context,
-            variable_values=request.variables,
-            operation_name=request.operation_name,
-            field_resolver=default_field_resolver,
-        )
-        if isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        return msgspec.json.encode(_response(result))
+        return msgspec.json.encode(await self._execute(document, request, context, event))
 
     async def _execute(
-        self, document: DocumentNode, request: GraphQLRequest, context: Any
+        self,
+        document: DocumentNode,
+        request: GraphQLRequest,
+        context: Any,
+        root_value: Any = None,
     ) -> dict[str, Any]:
         result = execute(
             self._schema,
             document,
+            root_value=root_value,
             context_value=context,
             variable_values=request.variables,
             operation_name=request.operation_name,
