@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -154,16 +155,48 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
     return media_id
 
 
+@dataclass
+class Subscribers:
+    pipes: list[Connection]
+    processes: list[multiprocessing.Process]
+
+    @classmethod
+    def open(
+        cls, http_url: str, token: str, session_id: uuid.UUID, clients: int, each: int
+    ) -> Subscribers:
+        opened = cls([], [])
+        for _ in range(clients):
+            ours, theirs = multiprocessing.Pipe()
+            process = multiprocessing.Process(
+                target=subscriber_process, args=(http_url, token, str(session_id), each, theirs)
+            )
+            process.start()
+            opened.pipes.append(ours)
+            opened.processes.append(process)
+        for pipe in opened.pipes:
+            assert pipe.recv() == "open"
+        return opened
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send("stop")
+        for process in self.processes:
+            process.join(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="wrk runs without, then with, the subscriptions"
+    )
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    per_client = args.subscribers // args.clients
+    each = args.subscribers // args.clients
 
     with prepared_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         followed_session = create_session(stack.env, stack.organization)
@@ -172,50 +205,41 @@ def main() -> None:
             http_url = url.removesuffix("/graphql")
             script = wrk_script(Path(scratch), stack.session_id, stack.token)
             run_wrk(url, script, 16, 2)  # warm-up
-            without = [run_wrk(url, script, 64, args.seconds)]
-            idle_rss = rss_kib(pid)
-            pipes, processes = [], []
-            for _ in range(args.clients):
-                ours, theirs = multiprocessing.Pipe()
-                process = multiprocessing.Process(
-                    target=subscriber_process,
-                    args=(http_url, stack.token, str(followed_session), per_client, theirs),
+            without, with_open = [], []
+            for pair in range(args.pairs):
+                without.append(run_wrk(url, script, 64, args.seconds))
+                if pair == 0:
+                    idle_rss = rss_kib(pid)
+                subscribers = Subscribers.open(
+                    http_url, stack.token, followed_session, args.clients, each
                 )
-                process.start()
-                pipes.append(ours)
-                processes.append(process)
-            for pipe in pipes:
-                assert pipe.recv() == "open"
-            open_rss = rss_kib(pid)
-            with_open = [run_wrk(url, script, 64, args.seconds)]
-            latencies = asyncio.run(commit_rounds(stack, media_id, pipes, per_client, args.rounds))
-            with_open.append(run_wrk(url, script, 64, args.seconds))
-            for pipe in pipes:
-                pipe.send("stop")
-            for process in processes:
-                process.join(timeout=60)
-            without.append(run_wrk(url, script, 64, args.seconds))
+                if pair == 0:
+                    open_rss = rss_kib(pid)
+                    latencies = asyncio.run(
+                        commit_rounds(stack, media_id, subscribers.pipes, each, args.rounds)
+                    )
+                with_open.append(run_wrk(url, script, 64, args.seconds))
+                subscribers.close()
 
-    subscribers = per_client * args.clients
+    total = each * args.clients
     latencies.sort()
-    per_subscription = (open_rss - idle_rss) / subscribers
-    print(f"\n{subscribers} subscriptions on one API process, {args.rounds} commits")
+    print(f"\n{total} subscriptions on one API process, {args.rounds} commits")
     print(
         f"commit -> delivery at every subscriber: p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.1f} ms, worst {latencies[-1]:.1f} ms"
     )
     print(
         f"API RSS {idle_rss / 1024:.0f} MiB idle, {open_rss / 1024:.0f} MiB with them open: "
-        f"{per_subscription:.1f} KiB per subscription"
+        f"{(open_rss - idle_rss) / total:.1f} KiB per subscription"
     )
-    rps_without = statistics.mean(r["rps"] for r in without)
-    rps_with = statistics.mean(r["rps"] for r in with_open)
+    ratios = [w["rps"] / o["rps"] for o, w in zip(without, with_open, strict=True)]
     print(
-        "getUploadUrl c64 req/s without: "
-        + ", ".join(f"{r['rps']:.0f}" for r in without)
-        + "; with them open: "
-        + ", ".join(f"{r['rps']:.0f}" for r in with_open)
-        + f"; ratio {rps_with / rps_without:.3f}"
+        "getUploadUrl c64 req/s, without / with them open: "
+        + ", ".join(
+            f"{o['rps']:.0f} / {w['rps']:.0f}" for o, w in zip(without, with_open, strict=True)
+        )
+        + f"; ratio per pair {', '.join(f'{r:.3f}' for r in ratios)}, "
+        f"median {statistics.median(ratios):.3f}"
     )
 
 

@@ -25,7 +25,7 @@ from tests.support.worker_process import WorkerProcess, wait_until
 
 PHOTO = media.fixture("landscape_4.jpg")
 FINAL = {"COMPLETED", "REJECTED", "SCAN_FAILED"}
-STALL_TIMEOUT = 2
+STALL_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ async def test_an_expired_token_is_refused_and_one_that_expires_closes_the_socke
         )
         assert await socket_.close_code() == 4403
     async with graphql_socket(served.url) as socket_:
-        await _acked(socket_, issue_token(settings, tenant.principal, 2))
+        await _acked(socket_, issue_token(settings, tenant.principal, 5))
         await socket_.subscribe("s", sessionId=str(tenant.session_id))
         assert await socket_.close_code(timeout=60) == 4403
 
