@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
+from mediagate.db.media_changes import APPLICATION_NAME
 from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
 from tests.support import media, services
@@ -290,7 +291,8 @@ async def test_changes_made_while_the_listener_was_cut_off_are_delivered(
                 cut = await connection.fetchval(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) "
                     "FROM pg_stat_activity "
-                    "WHERE query LIKE 'LISTEN %media_updated%' AND datname = current_database()"
+                    "WHERE application_name = $1 AND datname = current_database()",
+                    APPLICATION_NAME,
                 )
                 assert cut >= 1
                 await connection.execute(

@@ -22,6 +22,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "media_updated"
+# How the listener's connection shows in pg_stat_activity.
+APPLICATION_NAME = "mediagate-listener"
 # A connection that answers nothing (no FIN, no RST) is found out within about this time.
 HEALTH_CHECK_INTERVAL = 15.0
 RECONNECT_DELAY = 1.0
@@ -69,7 +71,9 @@ class MediaChangeListener:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _listen(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": APPLICATION_NAME}
+        )
         await connection.add_listener(CHANNEL, self._on_notification)
         return connection
 
