@@ -70,6 +70,8 @@ class Settings:
     s3_service_principal: str | None
     retry_delays_ms: tuple[int, ...]
     worker_prefetch: int
+    worker_metrics_host: str
+    worker_metrics_port: int | None
     video_time_limit: float
     video_memory_limit: int
     image_time_limit: float
@@ -140,6 +142,13 @@ class _Reader:
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _port(value: str) -> int | None:
+    number = int(value)
+    if not 0 < number < 65536:
         raise ValueError(value)
     return number
 
@@ -291,6 +300,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "RETRY_DELAYS_MS", (1000, 5000, 30000, 120000), _delays, "comma-separated positive ms"
         ),
         worker_prefetch=env.positive_int("WORKER_PREFETCH", 2),
+        worker_metrics_host=env.text("WORKER_METRICS_HOST", "127.0.0.1"),
+        worker_metrics_port=env.parsed("WORKER_METRICS_PORT", None, _port, "a TCP port (1-65535)"),
         video_time_limit=env.positive_float("VIDEO_TIME_LIMIT", 600.0),
         video_memory_limit=env.positive_int("VIDEO_MEMORY_LIMIT", 4096 * MIB),
         image_time_limit=env.positive_float("IMAGE_TIME_LIMIT", 30.0),

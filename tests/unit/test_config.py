@@ -54,6 +54,9 @@ def test_lists_are_parsed() -> None:
         ("JWT_SECRET", "short"),
         ("BUCKET_EVENTS_EXCHANGE_TYPE", "headers"),
         ("RETRY_DELAYS_MS", "1,x"),
+        ("WORKER_METRICS_PORT", "70000"),
+        ("WS_STALL_TIMEOUT", "0"),
+        ("DEMO_PAGE", "sometimes"),
     ],
 )
 def test_a_missing_or_malformed_setting_is_named(name: str, value: str | None) -> None:

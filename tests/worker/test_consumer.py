@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 
 from mediagate.config import Settings
+from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.worker.consumer import LOGGED_REASONS, MediaConsumer
 
@@ -31,7 +32,7 @@ async def test_records_passed_over_cost_one_log_line_per_message(
         body = json.dumps({"Records": records}).encode()
         await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue.name)
         message = await queue.get(timeout=30)
-        consumer = MediaConsumer(settings, pipeline, channel)
+        consumer = MediaConsumer(settings, pipeline, channel, WorkerMetrics())
         with caplog.at_level(logging.INFO, logger="mediagate.worker.consumer"):
             await consumer.on_message(message)
     (line,) = [r for r in caplog.records if r.getMessage() == "bucket event records passed over"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
@@ -266,3 +268,61 @@ async def test_broker_connection_drops_mid_job_are_not_crashes(
     assert record.crashed_attempts == 0
     assert _processed_copies(store, key) == 2
     assert await dead_letters(settings) == []
+
+
+async def test_the_workers_metrics_move_as_a_real_flow_runs(
+    env: dict[str, str],
+    api: httpx.AsyncClient,
+    settings: Settings,
+    tenant: Tenant,
+    clamd: services.Clamd,
+    store: ObjectStore,
+) -> None:
+    await drain_jobs(settings)
+    await dead_letters(settings)
+    port = services.free_port()
+    process = WorkerProcess({**env, "WORKER_METRICS_PORT": str(port)})
+    await process.start(settings)
+    try:
+        before = _samples(port)
+        assert before[("mediagate_worker_scanner_up", ())] == 1
+        photo = await upload(api, tenant, PHOTO)
+        virus = await upload(api, tenant, media.eicar(), "eicar.jpg")
+        await wait_for_status(photo["fileKey"], MediaStatus.COMPLETED)
+        await wait_for_status(virus["fileKey"], MediaStatus.REJECTED)
+        orphan = f"sessions/{uuid.uuid4()}/general/{uuid.uuid4()}.jpg"
+        await publish_as_minio(settings, minio_event(settings.s3_bucket, orphan, 10))
+        await publish_as_minio(settings, b"{not json")
+
+        async def counted() -> bool:
+            now = _samples(port)
+            return (
+                now[("mediagate_worker_jobs_total", ("skipped",))] >= 1  # the orphan, at last
+                and now[("mediagate_worker_dead_letters_total", ())] >= 1
+            )
+
+        await wait_until(counted, "the worker's counters did not move")
+        after = _samples(port)
+    finally:
+        process.stop()
+    assert after[("mediagate_worker_jobs_total", ("completed",))] == 1
+    assert after[("mediagate_worker_jobs_total", ("virus",))] == 1
+    assert after[("mediagate_worker_jobs_total", ("rejected",))] == 0
+    assert after[("mediagate_worker_retries_total", ())] == 2  # the orphan, twice
+    assert after[("mediagate_worker_dead_letters_total", ())] == 1
+    assert after[("mediagate_worker_jobs_in_flight", ())] == 0
+    # Both jobs were downloaded and scanned; only the clean one was stored.
+    assert after[("mediagate_worker_stage_seconds_count", ("download",))] == 2
+    assert after[("mediagate_worker_stage_seconds_count", ("scan",))] == 2
+    assert after[("mediagate_worker_stage_seconds_count", ("upload",))] == 1
+    assert after[("mediagate_worker_stage_seconds_sum", ("scan",))] > 0
+
+
+def _samples(port: int) -> dict[tuple[str, tuple[str, ...]], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sample.labels.values())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "le" not in sample.labels
+    }

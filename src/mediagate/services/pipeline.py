@@ -52,6 +52,8 @@ class Done:
 
     note: str
     timings: dict[str, float] = field(default_factory=dict)
+    # completed, rejected, virus, scan_failed, or skipped (nothing for this job to do)
+    result: str = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,10 @@ class _Output:
 
 class _Rejected(Exception):
     """The upload must not be used; the reason is shown to the client."""
+
+
+class _Infected(_Rejected):
+    """The scanner found a virus."""
 
 
 class _Timings(dict[str, float]):
@@ -143,7 +149,7 @@ class MediaPipeline:
             if not last_attempt:
                 return Retry(str(error))
             await self._give_up(file_key, f"virus scan unavailable: {error}")
-            return Done("scan failed; the original is kept for a rescan")
+            return Done("scan failed; the original is kept for a rescan", result="scan_failed")
         except Exception as error:
             log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
             if not last_attempt:
@@ -170,16 +176,18 @@ class MediaPipeline:
             return Done(f"already {record.status.value}")
         if record.status is MediaStatus.SCAN_FAILED:
             return Done("already SCAN_FAILED")
+        timings = _Timings()
         try:
             if record.status is MediaStatus.PENDING_UPLOAD:
                 accepted = await self._accept(record)
                 if accepted is None:
                     return Done("the object is not in storage (yet)")
                 record = accepted
-            return await self._scan_and_sanitize(record)
+            return await self._scan_and_sanitize(record, timings)
         except _Rejected as rejection:
             await self._reject(record, str(rejection))
-            return Done(f"rejected: {rejection}")
+            result = "virus" if isinstance(rejection, _Infected) else "rejected"
+            return Done(f"rejected: {rejection}", dict(timings), result)
 
     async def _park_if_it_keeps_crashing(self, record: MediaRecord) -> DeadLetter | None:
         """A redelivered message whose job is half-done: its worker died mid-way."""
@@ -221,8 +229,7 @@ class MediaPipeline:
         )
         return moved or await repo.find_by_key(record.file_key)
 
-    async def _scan_and_sanitize(self, record: MediaRecord) -> Outcome:
-        timings = _Timings()
+    async def _scan_and_sanitize(self, record: MediaRecord, timings: _Timings) -> Outcome:
         with job_scratch(self._scratch_root) as scratch:
             original = scratch / "original"
             record = await self._move(record, MediaStatus.SCANNING)
@@ -238,7 +245,7 @@ class MediaPipeline:
                 with timings.stage("scan"):
                     verdict = await asyncio.to_thread(self._scanner.scan_file, original)
                 if isinstance(verdict, Infected):
-                    raise _Rejected(f"virus detected: {verdict.signature}")
+                    raise _Infected(f"virus detected: {verdict.signature}")
                 check_file_magic(original, record.content_type)
                 record = await self._move(record, MediaStatus.PROCESSING)
                 with timings.stage("process"):
@@ -258,7 +265,7 @@ class MediaPipeline:
             "media processed",
             extra={"media_id": str(record.id), "key": record.file_key, "timings": dict(timings)},
         )
-        return Done("completed", dict(timings))
+        return Done("completed", dict(timings), "completed")
 
     async def _move(self, record: MediaRecord, target: MediaStatus) -> MediaRecord:
         moved = await repo.transition(record.id, target)

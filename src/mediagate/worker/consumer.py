@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from mediagate.config import Settings
 from mediagate.events.messages import MalformedMessage, parse_message
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
+from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.services.pipeline import DeadLetter, Done, MediaPipeline, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,16 @@ def worst(outcomes: list[Outcome]) -> Outcome:
 
 class MediaConsumer:
     def __init__(
-        self, settings: Settings, pipeline: MediaPipeline, channel: AbstractChannel
+        self,
+        settings: Settings,
+        pipeline: MediaPipeline,
+        channel: AbstractChannel,
+        metrics: WorkerMetrics,
     ) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self._channel = channel
+        self._metrics = metrics
         self._in_flight: set[asyncio.Task[None]] = set()
         self._jobs: dict[str, asyncio.Task[Outcome]] = {}
 
@@ -60,6 +66,7 @@ class MediaConsumer:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
+        self._metrics.in_flight.inc()
         try:
             await self._settle(message)
         except Exception:
@@ -67,6 +74,7 @@ class MediaConsumer:
             await message.nack(requeue=True)
         finally:
             self._in_flight.discard(task)
+            self._metrics.in_flight.dec()
 
     async def _outcome(self, file_key: str, attempt: int, redelivered: bool) -> Outcome:
         job = self._jobs.get(file_key)
@@ -97,6 +105,7 @@ class MediaConsumer:
             await self._republish(
                 message, dead_letter_queue_name(self._settings), attempt, str(error)
             )
+            self._metrics.dead_letters.inc()
             await message.ack()
             return
         if parsed.ignored:
@@ -120,10 +129,14 @@ class MediaConsumer:
             delays = self._settings.retry_delays_ms
             queue = retry_queue_name(self._settings, delays[min(attempt, len(delays) - 1)])
             await self._republish(message, queue, attempt + 1, outcome.reason)
+            self._metrics.retries.inc()
         elif isinstance(outcome, DeadLetter):
             await self._republish(
                 message, dead_letter_queue_name(self._settings), attempt, outcome.reason
             )
+            self._metrics.dead_letters.inc()
+        else:
+            self._metrics.finished(outcome.result, outcome.timings)
         await message.ack()
         for item in parsed.items:
             if (job := self._jobs.get(item.file_key)) is not None and job.done():

@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
 from mediagate.events import topology
+from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_SECONDS = 10.0
+SCANNER_PING_SECONDS = 15.0
 # A dropped broker connection costs jobs nothing (they go on), so come back soon.
 RECONNECT_SECONDS = 1.0
 STALE_MARGIN_SECONDS = 600.0
@@ -38,6 +40,13 @@ async def _beat(path: Path, connection: AbstractRobustConnection) -> None:
         if not connection.is_closed:
             await asyncio.to_thread(path.touch)
         await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _watch_scanner(scanner: ClamdScanner, metrics: WorkerMetrics) -> None:
+    """Whether clamd answers, for the scanner-down alert, even while no job runs."""
+    while True:
+        metrics.scanner_up.set(1 if await asyncio.to_thread(scanner.ping) else 0)
+        await asyncio.sleep(SCANNER_PING_SECONDS)
 
 
 async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
@@ -59,12 +68,16 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
         if not await asyncio.to_thread(scanner.ping):
             log.warning("clamd does not answer; scans fail closed until it does")
+        metrics = WorkerMetrics()
+        if settings.worker_metrics_port is not None:
+            metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
+        pinging = asyncio.create_task(_watch_scanner(scanner, metrics))
         await decoders.start()
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
         if removed := remove_abandoned_scratch(None, longest_job):
             log.warning("removed scratch directories of killed jobs", extra={"count": removed})
-        consumer = MediaConsumer(settings, pipeline, channel)
+        consumer = MediaConsumer(settings, pipeline, channel, metrics)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -77,6 +90,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         log.info("worker stopping")
         if beating is not None:
             beating.cancel()
+        pinging.cancel()
         await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()
