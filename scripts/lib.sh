@@ -40,6 +40,8 @@ ensure_packages() {
   # The browser client's unit tests, and the demo page's end-to-end test in a real browser.
   command -v node >/dev/null || missing+=(nodejs)
   command -v chromium >/dev/null || missing+=(chromium)
+  # promtool for the alert rules' unit tests, and Prometheus to evaluate them for real.
+  command -v promtool >/dev/null || missing+=(prometheus)
   # A real S3 store for the tests and `scripts/dev --store rgw`: Ceph's RADOS Gateway.
   command -v radosgw >/dev/null || missing+=(ceph-mon ceph-osd radosgw ceph-common)
   if [ ${#missing[@]} -gt 0 ]; then

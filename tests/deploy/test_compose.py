@@ -20,6 +20,7 @@ COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 ENV_EXAMPLE = ROOT / "deploy" / "compose" / ".env.example"
 MINIO_ENV = ROOT / "deploy" / "minio" / "minio.env"
 MEDIAGATE_SERVICES = ("migrate", "storage-setup", "api", "worker")
+MONITORING_SERVICES = ("prometheus", "grafana")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
@@ -80,7 +81,10 @@ def test_every_mediagate_service_gets_every_setting_it_requires(
 
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
     long_running = [n for n, s in compose["services"].items() if s.get("restart") != "no"]
-    assert set(long_running) == {"postgres", "rabbitmq", "minio", "clamav", "api", "worker"}
+    assert set(long_running) == {
+        *("postgres", "rabbitmq", "minio", "clamav", "api", "worker"),
+        *MONITORING_SERVICES,
+    }
     for name in long_running:
         assert "test" in compose["services"][name].get("healthcheck", {}), name
 
@@ -120,6 +124,8 @@ def test_ports_are_bound_to_localhost_and_volumes_are_named(compose: dict[str, A
         "minio-data",
         "minio-events",
         "clamav-db",
+        "prometheus-data",
+        "grafana-data",
     }
 
 
@@ -217,6 +223,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         "storage-setup",
         "api",
         "worker",
+        *MONITORING_SERVICES,
     }
     worker = resolved["services"]["worker"]
     assert (
@@ -255,3 +262,21 @@ def test_minio_allows_exactly_the_origins_the_api_allows(
         assert tuple(allowed) == api.cors_allowed_origins
     else:
         assert allowed == ["https://no-origin.invalid"], "empty must not mean '*' on MinIO"
+
+
+def test_the_monitoring_profile_is_provisioned_from_deploy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in MONITORING_SERVICES:
+        assert services[name]["profiles"] == ["monitoring"]
+        for mount in services[name]["volumes"]:
+            source = mount.split(":", 1)[0]
+            if source.startswith("../"):
+                assert (COMPOSE.parent / source).exists(), mount
+    # Each worker replica serves its metrics on the port Prometheus looks for.
+    worker = _environment(services["worker"], _dotenv(ENV_EXAMPLE))
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    assert jobs["mediagate-worker"]["dns_sd_configs"][0]["port"] == int(
+        worker["WORKER_METRICS_PORT"]
+    )
+    assert worker["WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - the compose network
