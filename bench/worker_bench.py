@@ -49,6 +49,7 @@ from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_repository as repo  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
+from mediagate.domain.audit import Actor  # noqa: E402
 from mediagate.domain.status import MediaStatus  # noqa: E402
 from mediagate.events.messages import ProcessJob  # noqa: E402
 from mediagate.events.publisher import JobPublisher  # noqa: E402
@@ -152,7 +153,12 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
             )
             assert media_id is not None
             await store.upload(key, path, content_type, {})
-            await repo.transition(media_id, MediaStatus.UPLOADED, file_size=path.stat().st_size)
+            await repo.transition(
+                media_id,
+                MediaStatus.UPLOADED,
+                actor=Actor.operator("bench"),
+                file_size=path.stat().st_size,
+            )
             staged.append(key)
     finally:
         await engine.close_connection_pool()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -63,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
         "requeue-failed", help="queue SCAN_FAILED uploads again (after a scanner outage)"
     )
     requeue.add_argument("--limit", type=int, default=1000)
+
+    audit = commands.add_parser(
+        "audit", help="print the audit trail of a session or a media item (JSON lines)"
+    )
+    which = audit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", type=_uuid)
+    which.add_argument("--media", type=_uuid)
+    which.add_argument(
+        "--purge", action="store_true", help="delete events past AUDIT_RETENTION_DAYS"
+    )
+    audit.add_argument("--limit", type=_positive_int, default=1000)
 
     storage = commands.add_parser("storage", help="object storage")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
@@ -183,6 +196,24 @@ def _requeue_failed(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.db import media_repository as repo
+    from mediagate.services.audit import purge_expired
+
+    async def work() -> int:
+        if args.purge:
+            print(await purge_expired(settings.audit_retention_days))
+            return 0
+        events = await repo.audit_events(
+            None, session_id=args.session, media_id=args.media, after_id=0, limit=args.limit
+        )
+        for event in events:
+            print(json.dumps(dataclasses.asdict(event), default=str))
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _storage(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.storage.setup import setup_storage
 
@@ -204,6 +235,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "worker": _worker,
     "storage": _storage,
     "requeue-failed": _requeue_failed,
+    "audit": _audit,
 }
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ class Settings:
     ws_queue_limit: int
     ws_stall_timeout: float
     demo_page: bool
+    audit_retention_days: int
     media_queue: str
     bucket_events_exchange: str
     bucket_events_exchange_type: str
@@ -286,6 +287,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ws_queue_limit=env.positive_int("WS_QUEUE_LIMIT", 1000),
         ws_stall_timeout=env.positive_float("WS_STALL_TIMEOUT", 30.0),
         demo_page=env.flag("DEMO_PAGE", False),
+        audit_retention_days=env.positive_int("AUDIT_RETENTION_DAYS", 400),
         media_queue=env.text("MEDIA_QUEUE", "mediagate.media"),
         bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
         bucket_events_exchange_type=exchange_type,

@@ -158,13 +158,13 @@ async def test_upload_written_after_the_url_expired_is_rejected(
 
     past = UploadService(settings, store, NoJobs(), clock=lambda: issued_at)
     ticket = await past.request_upload(
-        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None, "test"
     )
     # The S3 test server does not enforce expiry; MinIO would refuse this PUT outright.
     await put_object(ticket.upload_url, JPEG_BYTES, "image/jpeg")
     now = UploadService(settings, store, NoJobs())
     view = await now.confirm_upload(
-        tenant.principal, tenant.session_id, ticket.file_key, None, None
+        tenant.principal, tenant.session_id, ticket.file_key, None, None, "test"
     )
     assert view.status is MediaStatus.REJECTED
     assert view.rejection_reason == "the file was written after the upload URL expired"
@@ -227,12 +227,12 @@ async def test_broker_down_at_confirm_is_retryable_and_leaves_the_row_pending(
     await publisher.close()  # the broker is unreachable from here on
     service = UploadService(settings, store, publisher)
     ticket = await service.request_upload(
-        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None, "test"
     )
     await put_object(ticket.upload_url, JPEG_BYTES, "image/jpeg")
     try:
         await service.confirm_upload(
-            tenant.principal, tenant.session_id, ticket.file_key, None, "x"
+            tenant.principal, tenant.session_id, ticket.file_key, None, "x", "test"
         )
         raise AssertionError("confirm must fail while the broker is down")
     except ServiceUnavailable:
@@ -259,7 +259,7 @@ async def test_upload_urls_are_signed_for_the_public_endpoint(
 
     service = UploadService(public, ObjectStore(public), NoJobs())
     ticket = await service.request_upload(
-        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None, "test"
     )
     url = urlsplit(ticket.upload_url)
     assert (url.scheme, url.netloc) == ("https", "media.example.com")

@@ -90,7 +90,7 @@ async def test_a_real_put_to_minio_is_processed_through_its_bucket_event(
     try:
         uploads = UploadService(settings, ObjectStore(settings), NoJobs())
         ticket = await uploads.request_upload(
-            tenant.principal, tenant.session_id, "car.jpg", "image/jpeg", None
+            tenant.principal, tenant.session_id, "car.jpg", "image/jpeg", None, "test"
         )
         async with httpx.AsyncClient() as client:
             response = await client.put(

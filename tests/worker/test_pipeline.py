@@ -358,7 +358,7 @@ async def test_event_for_an_upload_written_after_expiry_deletes_it(
     issued = datetime.now(UTC) - timedelta(hours=1)
     uploads = UploadService(settings, store, NoJobs(), clock=lambda: issued)
     ticket = await uploads.request_upload(
-        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None
+        tenant.principal, tenant.session_id, "a.jpg", "image/jpeg", None, "test"
     )
     await put_object(ticket.upload_url, media.image_bytes("JPEG"), "image/jpeg")
     await pipeline.handle(ticket.file_key, 0)

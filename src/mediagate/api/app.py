@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ class Services:
 
 
 def _json_response(
-    status: int, body: dict[str, Any]
+    status: int, body: dict[str, Any], request_id: str
 ) -> tuple[HTTPResponseStartEvent, HTTPResponseBodyEvent]:
     payload = msgspec.json.encode(body)
     start: HTTPResponseStartEvent = {
@@ -76,6 +77,8 @@ def _json_response(
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
+            # The audit log records it as the reference of what this request changed.
+            (b"x-request-id", request_id.encode()),
         ],
     }
     return start, {"type": "http.response.body", "body": payload, "more_body": False}
@@ -116,16 +119,19 @@ async def graphql_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         subprotocols = list(scope.get("subprotocols", ()))
         await GraphQLWebSocket(services.sockets, subprotocols, receive, send).run()
         return
+    request_id = uuid.uuid4().hex
     if scope["method"] != "POST":
         status, body = 405, {"errors": [client_error("use POST", "BAD_REQUEST")]}
     else:
-        status, body = await _execute(scope, receive)
-    start, payload = _json_response(status, body)
+        status, body = await _execute(scope, receive, request_id)
+    start, payload = _json_response(status, body, request_id)
     await send(start)
     await send(payload)
 
 
-async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, Any]]:
+async def _execute(
+    scope: HTTPScope, receive: Receive, request_id: str
+) -> tuple[int, dict[str, Any]]:
     services: Services = scope["app"].state.services
     try:
         async with asyncio.timeout(services.body_timeout):
@@ -140,6 +146,7 @@ async def _execute(scope: HTTPScope, receive: Receive) -> tuple[int, dict[str, A
             uploads=services.uploads,
             verifier=services.verifier,
             authorization=_header(scope, b"authorization"),
+            request_id=request_id,
         )
         return 200, await services.executor.run(graphql_request, context)
     except msgspec.DecodeError:
@@ -236,6 +243,7 @@ def create_app(settings: Settings) -> Litestar:
             allow_origins=list(settings.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Request-Id"],
         )
         if settings.cors_allowed_origins
         else None

@@ -5,6 +5,7 @@ and `on_overflow` drops the connection when a subscriber falls behind."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ class RequestContext:
     authorization: str | None
     feed: MediaFeed | None = None
     on_overflow: Callable[[], None] | None = None
+    # Recorded with the changes the request makes (audit log) and sent back as X-Request-Id.
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     _principal: Principal | None = field(default=None, init=False)
 
     async def principal(self) -> Principal:

@@ -9,7 +9,10 @@ from graphql import GraphQLResolveInfo
 
 from mediagate.api.context import RequestContext
 from mediagate.api.graphql.executor import Resolver
+from mediagate.db.media_repository import AuditRecord
 from mediagate.errors import BadUserInput
+from mediagate.services import audit
+from mediagate.services.audit import AuditConnection
 from mediagate.services.live_updates import FollowerStream
 from mediagate.services.media_view import MediaView
 from mediagate.services.uploads import UploadPolicy, UploadTicket
@@ -31,7 +34,9 @@ async def get_upload_url(
 ) -> UploadTicket:
     context = _context(info)
     principal = await context.principal()
-    return await context.uploads.request_upload(principal, sessionId, filename, contentType, stage)
+    return await context.uploads.request_upload(
+        principal, sessionId, filename, contentType, stage, context.request_id
+    )
 
 
 async def confirm_upload(
@@ -44,7 +49,9 @@ async def confirm_upload(
 ) -> MediaView:
     context = _context(info)
     principal = await context.principal()
-    return await context.uploads.confirm_upload(principal, sessionId, fileKey, stage, alt)
+    return await context.uploads.confirm_upload(
+        principal, sessionId, fileKey, stage, alt, context.request_id
+    )
 
 
 async def media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
@@ -80,7 +87,27 @@ async def media_updated(source: MediaView, _info: GraphQLResolveInfo, **_args: A
     return source
 
 
+async def audit_events(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    first: int,
+    sessionId: uuid.UUID | None = None,
+    mediaId: uuid.UUID | None = None,
+    after: str | None = None,
+) -> AuditConnection:
+    principal = await _context(info).principal()
+    return await audit.audit_events(
+        principal, session_id=sessionId, media_id=mediaId, first=first, after=after
+    )
+
+
+async def audit_action(source: AuditRecord, _info: GraphQLResolveInfo) -> str:
+    return source.action.upper()
+
+
 RESOLVERS: dict[str, Resolver] = {
+    "Query.auditEvents": audit_events,
+    "AuditEvent.action": audit_action,
     "Query.uploadPolicy": upload_policy,
     "Subscription.mediaUpdated": media_updated,
     "Mutation.getUploadUrl": get_upload_url,

@@ -12,7 +12,8 @@ from typing import Any
 from piccolo.columns import Column
 from piccolo.engine.postgres import PostgresEngine
 
-from mediagate.db.tables import GarageSession, SessionMedia, User
+from mediagate.db.tables import AuditEvent, GarageSession, SessionMedia, User
+from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus, sources_of
 
 
@@ -100,6 +101,7 @@ async def insert_pending(
     stage: str,
     uploaded_by: uuid.UUID,
     upload_expires_at: datetime,
+    request_id: str | None = None,
 ) -> uuid.UUID | None:
     """Insert a PENDING_UPLOAD row if the session belongs to the organization, else None.
 
@@ -117,14 +119,16 @@ async def insert_pending(
         stage,
         uploaded_by,
         upload_expires_at,
+        request_id,
     )
 
 
 _INSERT_PENDING = """
 INSERT INTO session_media (
-  session_id, file_key, original_filename, content_type, stage, uploaded_by, upload_expires_at
+  session_id, file_key, original_filename, content_type, stage, uploaded_by, upload_expires_at,
+  changed_by, change_ref
 )
-SELECT s.id, $3, $4, $5, $6, $7, $8
+SELECT s.id, $3, $4, $5, $6, $7::uuid, $8, 'user:' || $7::uuid::text, $9
 FROM garage_sessions s
 WHERE s.id = $1 AND s.organization_id = $2
 RETURNING id
@@ -203,6 +207,7 @@ async def transition(
     media_id: uuid.UUID,
     target: MediaStatus,
     *,
+    actor: Actor,
     only_from: MediaStatus | None = None,
     **changes: Any,
 ) -> MediaRecord | None:
@@ -217,6 +222,8 @@ async def transition(
     values: dict[Column | str, Any] = {
         SessionMedia.status: target.value,
         SessionMedia.updated_at: datetime.now(UTC),
+        SessionMedia.changed_by: actor.label,
+        SessionMedia.change_ref: actor.reference,
         **{SessionMedia._meta.get_column_by_name(name): value for name, value in changes.items()},
     }
     rows = await (
@@ -228,13 +235,20 @@ async def transition(
 
 
 async def record_confirmation(
-    media_id: uuid.UUID, *, alt_text: str | None, stage: str | None, uploaded_at: datetime
+    media_id: uuid.UUID,
+    *,
+    alt_text: str | None,
+    stage: str | None,
+    uploaded_at: datetime,
+    actor: Actor,
 ) -> MediaRecord | None:
     """Store what confirmUpload brings when the worker moved the row on first (event first)."""
     values: dict[Column | str, Any] = {
         SessionMedia.uploaded_at: uploaded_at,
         SessionMedia.updated_at: datetime.now(UTC),
         SessionMedia.alt_text: alt_text,
+        SessionMedia.changed_by: actor.label,
+        SessionMedia.change_ref: actor.reference,
     }
     if stage is not None:
         values[SessionMedia.stage] = stage
@@ -307,3 +321,51 @@ async def processing_seconds(window: timedelta) -> dict[float, float]:
     )
     values = row["q"] if row is not None else None
     return dict(zip((0.5, 0.95, 0.99), values, strict=True)) if values else {}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    occurred_at: datetime
+    organization_id: uuid.UUID
+    session_id: uuid.UUID
+    media_id: uuid.UUID
+    action: str
+    from_status: str | None
+    to_status: str
+    reason: str | None
+    actor: str
+    reference: str | None
+
+
+_AUDIT_COLUMNS = tuple(AuditEvent._meta.get_column_by_name(f.name) for f in fields(AuditRecord))
+
+
+async def audit_events(
+    organization_id: uuid.UUID | None,
+    *,
+    session_id: uuid.UUID | None,
+    media_id: uuid.UUID | None,
+    after_id: int,
+    limit: int,
+) -> list[AuditRecord]:
+    """An organization's (None: any, for operators) events of one session or one media
+    item, oldest first, after the event `after_id` (the cursor)."""
+    where: Any = AuditEvent.id > after_id
+    if organization_id is not None:
+        where &= AuditEvent.organization_id == organization_id
+    if session_id is not None:
+        where &= AuditEvent.session_id == session_id
+    if media_id is not None:
+        where &= AuditEvent.media_id == media_id
+    rows = await (
+        AuditEvent.select(*_AUDIT_COLUMNS).where(where).order_by(AuditEvent.id).limit(limit)
+    )
+    return [AuditRecord(**row) for row in rows]
+
+
+async def purge_audit_events(older_than: datetime) -> int:
+    deleted = await (
+        AuditEvent.delete().where(AuditEvent.occurred_at < older_than).returning(AuditEvent.id)
+    )
+    return len(deleted)

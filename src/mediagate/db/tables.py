@@ -55,6 +55,23 @@ class SessionMedia(Table, tablename="session_media"):
     height = Integer(null=True, default=None)
     duration_seconds = DoublePrecision(null=True, default=None)
     crashed_attempts = Integer(default=0)
+    # The last writer, copied into audit_events by trigger (see piccolo_migrations).
+    changed_by = Text(null=True, default=None)
+    change_ref = Text(null=True, default=None)
 
 
-TABLES: tuple[type[Table], ...] = (User, GarageSession, SessionMedia)
+class AuditEvent(Table, tablename="audit_events"):
+    id = BigInt(primary_key=True)
+    occurred_at = Timestamptz()
+    organization_id = UUID(null=False)
+    session_id = UUID(null=False)
+    media_id = UUID(null=False)
+    action = Text(null=False)
+    from_status = Text(null=True, default=None)
+    to_status = Text(null=False)
+    reason = Text(null=True, default=None)
+    actor = Text(null=False)
+    reference = Text(null=True, default=None)
+
+
+TABLES: tuple[type[Table], ...] = (User, GarageSession, SessionMedia, AuditEvent)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from mediagate.db import media_repository as repo
+from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
 from mediagate.services.uploads import Publisher, queue_for_processing
 from mediagate.storage.object_store import ObjectStore
@@ -23,7 +24,11 @@ async def requeue_scan_failed(store: ObjectStore, publisher: Publisher, limit: i
             log.warning("cannot requeue: the original is gone", extra={"key": record.file_key})
             continue
         moved = await queue_for_processing(
-            publisher, record, only_from=MediaStatus.SCAN_FAILED, rejection_reason=None
+            publisher,
+            record,
+            only_from=MediaStatus.SCAN_FAILED,
+            actor=Actor.operator("requeue-failed"),
+            rejection_reason=None,
         )
         if moved is not None:
             queued += 1

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
+from mediagate.domain.audit import Actor
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
 from mediagate.processing.errors import UnacceptableMedia
@@ -139,37 +141,44 @@ class MediaPipeline:
         """Process one upload; `attempt` counts earlier tries of the same message, and
         `redelivered` says the broker gave it back after a worker died holding it."""
         last_attempt = attempt >= len(self._settings.retry_delays_ms)
+        actor = Actor.worker(job_id=uuid.uuid4().hex)
         try:
             async with repo.processing_lock(file_key) as locked:
                 if not locked:
                     return Done("another worker is processing this upload")
-                return await self._process(file_key, attempt, redelivered)
+                return await self._process(file_key, attempt, redelivered, actor)
         except ScannerUnavailable as error:
             log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
             if not last_attempt:
                 return Retry(str(error))
-            await self._give_up(file_key, f"virus scan unavailable: {error}")
+            await self._give_up(file_key, f"virus scan unavailable: {error}", actor)
             return Done("scan failed; the original is kept for a rescan", result="scan_failed")
         except Exception as error:
             log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
             if not last_attempt:
                 return Retry(repr(error))
-            await self._give_up(file_key, "processing failed repeatedly; an operator was alerted")
+            await self._give_up(
+                file_key, "processing failed repeatedly; an operator was alerted", actor
+            )
             return DeadLetter(repr(error))
 
-    async def _give_up(self, file_key: str, reason: str) -> None:
+    async def _give_up(self, file_key: str, reason: str, actor: Actor) -> None:
         try:
             record = await repo.find_by_key(file_key)
             if record is not None:
-                await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
+                await repo.transition(
+                    record.id, MediaStatus.SCAN_FAILED, actor=actor, rejection_reason=reason
+                )
         except Exception:
             log.exception("could not record SCAN_FAILED", extra={"key": file_key})
 
-    async def _process(self, file_key: str, attempt: int, redelivered: bool) -> Outcome:
+    async def _process(
+        self, file_key: str, attempt: int, redelivered: bool, actor: Actor
+    ) -> Outcome:
         record = await repo.find_by_key(file_key)
         if record is None:
             return await self._orphan(file_key, attempt)
-        if redelivered and (parked := await self._park_if_it_keeps_crashing(record)):
+        if redelivered and (parked := await self._park_if_it_keeps_crashing(record, actor)):
             return parked
         if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED):
             await self._store.delete(file_key)  # finishes a job that died after its commit
@@ -179,17 +188,19 @@ class MediaPipeline:
         timings = _Timings()
         try:
             if record.status is MediaStatus.PENDING_UPLOAD:
-                accepted = await self._accept(record)
+                accepted = await self._accept(record, actor)
                 if accepted is None:
                     return Done("the object is not in storage (yet)")
                 record = accepted
-            return await self._scan_and_sanitize(record, timings)
+            return await self._scan_and_sanitize(record, timings, actor)
         except _Rejected as rejection:
-            await self._reject(record, str(rejection))
+            await self._reject(record, str(rejection), actor)
             result = "virus" if isinstance(rejection, _Infected) else "rejected"
             return Done(f"rejected: {rejection}", dict(timings), result)
 
-    async def _park_if_it_keeps_crashing(self, record: MediaRecord) -> DeadLetter | None:
+    async def _park_if_it_keeps_crashing(
+        self, record: MediaRecord, actor: Actor
+    ) -> DeadLetter | None:
         """A redelivered message whose job is half-done: its worker died mid-way."""
         if record.status not in (MediaStatus.SCANNING, MediaStatus.PROCESSING):
             return None
@@ -197,7 +208,9 @@ class MediaPipeline:
         if crashes < MAX_CRASHED_ATTEMPTS:
             return None
         reason = f"processing stopped {crashes} times midway; the file is kept for review"
-        await repo.transition(record.id, MediaStatus.SCAN_FAILED, rejection_reason=reason)
+        await repo.transition(
+            record.id, MediaStatus.SCAN_FAILED, actor=actor, rejection_reason=reason
+        )
         return DeadLetter(reason)
 
     async def _orphan(self, file_key: str, attempt: int) -> Outcome:
@@ -210,7 +223,7 @@ class MediaPipeline:
         log.warning("orphan object deleted: no upload row", extra={"key": file_key})
         return Done("orphan deleted")
 
-    async def _accept(self, record: MediaRecord) -> MediaRecord | None:
+    async def _accept(self, record: MediaRecord, actor: Actor) -> MediaRecord | None:
         """The bucket event came before confirmUpload: apply confirmUpload's checks here."""
         stored = await self._store.head(record.file_key)
         if stored is None:
@@ -224,15 +237,18 @@ class MediaPipeline:
         moved = await repo.transition(
             record.id,
             MediaStatus.UPLOADED,
+            actor=actor,
             only_from=MediaStatus.PENDING_UPLOAD,
             file_size=stored.size,
         )
         return moved or await repo.find_by_key(record.file_key)
 
-    async def _scan_and_sanitize(self, record: MediaRecord, timings: _Timings) -> Outcome:
+    async def _scan_and_sanitize(
+        self, record: MediaRecord, timings: _Timings, actor: Actor
+    ) -> Outcome:
         with job_scratch(self._scratch_root) as scratch:
             original = scratch / "original"
-            record = await self._move(record, MediaStatus.SCANNING)
+            record = await self._move(record, MediaStatus.SCANNING, actor)
             with timings.stage("download"):
                 checksum = await self._download(record, original)
             with timings.stage("inspect"):
@@ -247,7 +263,7 @@ class MediaPipeline:
                 if isinstance(verdict, Infected):
                     raise _Infected(f"virus detected: {verdict.signature}")
                 check_file_magic(original, record.content_type)
-                record = await self._move(record, MediaStatus.PROCESSING)
+                record = await self._move(record, MediaStatus.PROCESSING, actor)
                 with timings.stage("process"):
                     output = await decoding
             except UnacceptableMedia as error:
@@ -258,7 +274,7 @@ class MediaPipeline:
             with timings.stage("upload"):
                 final_key, poster_key = await self._store_output(record, output)
             with timings.stage("database"):
-                await self._complete(record, output, final_key, poster_key, checksum)
+                await self._complete(record, output, final_key, poster_key, checksum, actor)
             with timings.stage("delete_original"):
                 await self._store.delete(record.file_key)
         log.info(
@@ -267,8 +283,8 @@ class MediaPipeline:
         )
         return Done("completed", dict(timings), "completed")
 
-    async def _move(self, record: MediaRecord, target: MediaStatus) -> MediaRecord:
-        moved = await repo.transition(record.id, target)
+    async def _move(self, record: MediaRecord, target: MediaStatus, actor: Actor) -> MediaRecord:
+        moved = await repo.transition(record.id, target, actor=actor)
         if moved is None:
             raise RuntimeError(f"{record.id} could not move from {record.status} to {target}")
         return moved
@@ -337,10 +353,12 @@ class MediaPipeline:
         final_key: str,
         poster_key: str | None,
         checksum: str,
+        actor: Actor,
     ) -> None:
         completed = await repo.transition(
             record.id,
             MediaStatus.COMPLETED,
+            actor=actor,
             processed_key=final_key,
             processed_content_type=output.content_type,
             poster_key=poster_key,
@@ -354,8 +372,10 @@ class MediaPipeline:
         if completed is None:
             raise RuntimeError(f"{record.id} could not be marked COMPLETED")
 
-    async def _reject(self, record: MediaRecord, reason: str) -> None:
-        rejected = await repo.transition(record.id, MediaStatus.REJECTED, rejection_reason=reason)
+    async def _reject(self, record: MediaRecord, reason: str, actor: Actor) -> None:
+        rejected = await repo.transition(
+            record.id, MediaStatus.REJECTED, actor=actor, rejection_reason=reason
+        )
         if rejected is not None:
             log.info("media rejected", extra={"media_id": str(record.id), "reason": reason})
         await self._store.delete(record.file_key)

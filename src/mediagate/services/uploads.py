@@ -14,6 +14,7 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
+from mediagate.domain.audit import Actor
 from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
 from mediagate.domain.status import MediaStatus
 from mediagate.errors import BadUserInput, Forbidden, NotFound, ServiceUnavailable
@@ -38,7 +39,12 @@ class UploadTicket:
 
 
 async def queue_for_processing(
-    publisher: Publisher, record: MediaRecord, *, only_from: MediaStatus, **changes: Any
+    publisher: Publisher,
+    record: MediaRecord,
+    *,
+    only_from: MediaStatus,
+    actor: Actor,
+    **changes: Any,
 ) -> MediaRecord | None:
     """Move the row to UPLOADED and publish its processing job, in one transaction.
 
@@ -47,7 +53,7 @@ async def queue_for_processing(
     """
     async with repo.transaction():
         uploaded = await repo.transition(
-            record.id, MediaStatus.UPLOADED, only_from=only_from, **changes
+            record.id, MediaStatus.UPLOADED, actor=actor, only_from=only_from, **changes
         )
         if uploaded is not None:
             await publisher.publish(ProcessJob(record.id, record.file_key, record.session_id))
@@ -117,6 +123,7 @@ class UploadService:
         filename: str,
         content_type: str,
         stage: str | None,
+        request_id: str,
     ) -> UploadTicket:
         media_type = validation.parse_content_type(content_type)
         extension = validation.validate_filename(filename, media_type)
@@ -135,6 +142,7 @@ class UploadService:
             stage=stage_name,
             uploaded_by=principal.user_id,
             upload_expires_at=now + timedelta(seconds=ttl),
+            request_id=request_id,
         )
         if inserted is None:
             await self._authorize_session(principal, session_id)  # raises the precise error
@@ -149,7 +157,9 @@ class UploadService:
         file_key: str,
         stage: str | None,
         alt: str | None,
+        request_id: str,
     ) -> MediaView:
+        actor = Actor.user(principal.user_id, request_id)
         stage_name = validation.normalise_stage(stage) if stage is not None else None
         alt = validation.validate_alt(alt)
         await self._authorize_session(principal, session_id)
@@ -157,7 +167,7 @@ class UploadService:
         if record is None:
             raise NotFound("media not found")
         if record.status is not MediaStatus.PENDING_UPLOAD:
-            return self._confirmation_view(await self._confirm_late(record, stage_name, alt))
+            return self._confirmation_view(await self._confirm_late(record, stage_name, alt, actor))
 
         stored = await self._store.head(file_key)
         if stored is None:
@@ -166,12 +176,16 @@ class UploadService:
             stored, record.content_type, self._settings.max_upload_bytes, record.upload_expires_at
         )
         if reason is not None:
-            return self._confirmation_view(await self._reject(record, reason, stored.size))
-        return self._confirmation_view(await self._accept(record, stage_name, alt, stored.size))
+            return self._confirmation_view(await self._reject(record, reason, stored.size, actor))
+        return self._confirmation_view(
+            await self._accept(record, stage_name, alt, stored.size, actor)
+        )
 
-    async def _reject(self, record: MediaRecord, reason: str, size: int) -> MediaRecord:
+    async def _reject(
+        self, record: MediaRecord, reason: str, size: int, actor: Actor
+    ) -> MediaRecord:
         rejected = await repo.transition(
-            record.id, MediaStatus.REJECTED, rejection_reason=reason, file_size=size
+            record.id, MediaStatus.REJECTED, actor=actor, rejection_reason=reason, file_size=size
         )
         if rejected is None:
             return await self._reload(record)
@@ -180,13 +194,14 @@ class UploadService:
         return rejected
 
     async def _accept(
-        self, record: MediaRecord, stage: str | None, alt: str | None, size: int
+        self, record: MediaRecord, stage: str | None, alt: str | None, size: int, actor: Actor
     ) -> MediaRecord:
         try:
             uploaded = await queue_for_processing(
                 self._publisher,
                 record,
                 only_from=MediaStatus.PENDING_UPLOAD,
+                actor=actor,
                 alt_text=alt,
                 stage=stage or record.stage,
                 uploaded_at=self._clock(),
@@ -196,10 +211,10 @@ class UploadService:
             # Nothing was changed: the row is still PENDING_UPLOAD; confirming again works.
             log.warning("queueing the upload failed: %r", error)
             raise ServiceUnavailable("the upload could not be queued; try again") from error
-        return uploaded or await self._confirm_late(record, stage, alt)
+        return uploaded or await self._confirm_late(record, stage, alt, actor)
 
     async def _confirm_late(
-        self, record: MediaRecord, stage: str | None, alt: str | None
+        self, record: MediaRecord, stage: str | None, alt: str | None, actor: Actor
     ) -> MediaRecord:
         """The row left PENDING_UPLOAD without this call: keep the first confirmation's
         alt and stage if the worker (bucket event first) got there before any confirm."""
@@ -207,7 +222,7 @@ class UploadService:
         if current.uploaded_at is not None or current.status is MediaStatus.REJECTED:
             return current  # confirmed before, or rejected: change nothing
         late = await repo.record_confirmation(
-            current.id, alt_text=alt, stage=stage, uploaded_at=self._clock()
+            current.id, alt_text=alt, stage=stage, uploaded_at=self._clock(), actor=actor
         )
         return late or await self._reload(record)
 

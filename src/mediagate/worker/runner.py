@@ -19,6 +19,7 @@ from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
+from mediagate.services.audit import purge_expired
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.services.scratch import remove_abandoned_scratch
 from mediagate.storage.object_store import ObjectStore
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
 SCANNER_PING_SECONDS = 15.0
+HOUSEKEEPING_SECONDS = 3600.0
 # A dropped broker connection costs jobs nothing (they go on), so come back soon.
 RECONNECT_SECONDS = 1.0
 STALE_MARGIN_SECONDS = 600.0
@@ -47,6 +49,18 @@ async def _watch_scanner(scanner: ClamdScanner, metrics: WorkerMetrics) -> None:
     while True:
         metrics.scanner_up.set(1 if await asyncio.to_thread(scanner.ping) else 0)
         await asyncio.sleep(SCANNER_PING_SECONDS)
+
+
+async def _keep_house(settings: Settings) -> None:
+    """Audit events past their retention go, hourly (every worker: the DELETE is
+    idempotent, and cheap on its index)."""
+    while True:
+        try:
+            if purged := await purge_expired(settings.audit_retention_days):
+                log.info("audit events past retention deleted", extra={"count": purged})
+        except Exception:  # the next hour tries again; the worker's jobs go on
+            log.exception("purging old audit events failed")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
 async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
@@ -72,6 +86,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         if settings.worker_metrics_port is not None:
             metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
         pinging = asyncio.create_task(_watch_scanner(scanner, metrics))
+        housekeeping = asyncio.create_task(_keep_house(settings))
         await decoders.start()
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
@@ -91,6 +106,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         if beating is not None:
             beating.cancel()
         pinging.cancel()
+        housekeeping.cancel()
         await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()
