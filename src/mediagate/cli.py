@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--limit", type=_positive_int, default=1000)
 
+    purge = commands.add_parser(
+        "purge", help="delete a session: its files, its rows (audit events stay); prints items"
+    )
+    purge.add_argument("--session", type=_uuid, required=True)
+
     storage = commands.add_parser("storage", help="object storage")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     setup = storage_commands.add_parser(
@@ -214,6 +219,22 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.errors import ClientError
+    from mediagate.services.operations import purge_session
+    from mediagate.storage.object_store import ObjectStore
+
+    async def work() -> int:
+        try:
+            print(await purge_session(ObjectStore(settings), args.session))
+        except ClientError as error:
+            print(f"mediagate: {error.message}", file=sys.stderr)
+            return 1
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _storage(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.storage.setup import setup_storage
 
@@ -236,6 +257,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "storage": _storage,
     "requeue-failed": _requeue_failed,
     "audit": _audit,
+    "purge": _purge,
 }
 
 if __name__ == "__main__":

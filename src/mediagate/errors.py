@@ -26,6 +26,12 @@ class NotFound(ClientError):
     code = "NOT_FOUND"
 
 
+class Conflict(ClientError):
+    """The item is in a state that does not allow this now (e.g. being processed)."""
+
+    code = "CONFLICT"
+
+
 class BadUserInput(ClientError):
     code = "BAD_USER_INPUT"
 

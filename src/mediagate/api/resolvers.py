@@ -54,6 +54,12 @@ async def confirm_upload(
     )
 
 
+async def delete_media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.delete_media(principal, id, context.request_id)
+
+
 async def media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
     context = _context(info)
     return await context.uploads.media(await context.principal(), id)
@@ -112,6 +118,7 @@ RESOLVERS: dict[str, Resolver] = {
     "Subscription.mediaUpdated": media_updated,
     "Mutation.getUploadUrl": get_upload_url,
     "Mutation.confirmUpload": confirm_upload,
+    "Mutation.deleteMedia": delete_media,
     "Query.media": media,
     "Query.sessionMedia": session_media,
 }

@@ -82,6 +82,11 @@ async def create_session(
     return uuid.UUID(str(session.id))
 
 
+async def delete_session(session_id: uuid.UUID) -> None:
+    """The session and (by cascade) its media rows; audit events are kept."""
+    await GarageSession.delete().where(GarageSession.id == session_id)
+
+
 async def session_organization(session_id: uuid.UUID) -> uuid.UUID | None:
     row = (
         await GarageSession.select(GarageSession.organization_id)

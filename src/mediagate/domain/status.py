@@ -13,17 +13,26 @@ class MediaStatus(StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
+    # deleteMedia: the objects are gone, the row stays for its history.
+    DELETED = "DELETED"
 
 
 # The worker never moves these on by itself.
 TERMINAL: frozenset[MediaStatus] = frozenset(
-    {MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED}
+    {MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED, MediaStatus.DELETED}
+)
+
+# A worker may hold these: they cannot be deleted until it is done.
+IN_FLIGHT: frozenset[MediaStatus] = frozenset(
+    {MediaStatus.UPLOADED, MediaStatus.SCANNING, MediaStatus.PROCESSING}
 )
 
 # SCANNING and PROCESSING may be re-entered from each other: a job whose worker died
 # is started again from the scan, because nothing a dead worker did is trusted.
 _NEXT: dict[MediaStatus, frozenset[MediaStatus]] = {
-    MediaStatus.PENDING_UPLOAD: frozenset({MediaStatus.UPLOADED, MediaStatus.REJECTED}),
+    MediaStatus.PENDING_UPLOAD: frozenset(
+        {MediaStatus.UPLOADED, MediaStatus.REJECTED, MediaStatus.DELETED}
+    ),
     MediaStatus.UPLOADED: frozenset({MediaStatus.SCANNING, MediaStatus.REJECTED}),
     MediaStatus.SCANNING: frozenset(
         {
@@ -36,10 +45,11 @@ _NEXT: dict[MediaStatus, frozenset[MediaStatus]] = {
     MediaStatus.PROCESSING: frozenset(
         {MediaStatus.SCANNING, MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.SCAN_FAILED}
     ),
-    MediaStatus.COMPLETED: frozenset(),
-    MediaStatus.REJECTED: frozenset(),
+    MediaStatus.COMPLETED: frozenset({MediaStatus.DELETED}),
+    MediaStatus.REJECTED: frozenset({MediaStatus.DELETED}),
     # Terminal for the worker; an operator may queue it again (`mediagate requeue-failed`).
-    MediaStatus.SCAN_FAILED: frozenset({MediaStatus.UPLOADED}),
+    MediaStatus.SCAN_FAILED: frozenset({MediaStatus.UPLOADED, MediaStatus.DELETED}),
+    MediaStatus.DELETED: frozenset(),
 }
 
 

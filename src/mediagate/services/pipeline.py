@@ -180,8 +180,10 @@ class MediaPipeline:
             return await self._orphan(file_key, attempt)
         if redelivered and (parked := await self._park_if_it_keeps_crashing(record, actor)):
             return parked
-        if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED):
-            await self._store.delete(file_key)  # finishes a job that died after its commit
+        if record.status in (MediaStatus.COMPLETED, MediaStatus.REJECTED, MediaStatus.DELETED):
+            # Finishes a job that died after its commit, or a PUT to a URL whose item was
+            # deleted before its file came.
+            await self._store.delete(file_key)
             return Done(f"already {record.status.value}")
         if record.status is MediaStatus.SCAN_FAILED:
             return Done("already SCAN_FAILED")

@@ -16,8 +16,8 @@ from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
 from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
-from mediagate.domain.status import MediaStatus
-from mediagate.errors import BadUserInput, Forbidden, NotFound, ServiceUnavailable
+from mediagate.domain.status import IN_FLIGHT, MediaStatus
+from mediagate.errors import BadUserInput, Conflict, Forbidden, NotFound, ServiceUnavailable
 from mediagate.events.messages import ProcessJob
 from mediagate.services.media_view import MediaView, to_view
 from mediagate.storage.object_store import ObjectStore
@@ -95,6 +95,13 @@ def upload_policy(settings: Settings) -> UploadPolicy:
         upload_url_expires_in=settings.upload_url_ttl,
         download_url_expires_in=settings.download_url_ttl,
     )
+
+
+async def delete_objects(store: ObjectStore, record: MediaRecord) -> None:
+    """Every object the item ever had: its processed copy, its poster, its original."""
+    for key in (record.processed_key, record.poster_key, record.file_key):
+        if key is not None:
+            await store.delete(key)
 
 
 def _utcnow() -> datetime:
@@ -219,8 +226,11 @@ class UploadService:
         """The row left PENDING_UPLOAD without this call: keep the first confirmation's
         alt and stage if the worker (bucket event first) got there before any confirm."""
         current = await self._reload(record)
-        if current.uploaded_at is not None or current.status is MediaStatus.REJECTED:
-            return current  # confirmed before, or rejected: change nothing
+        if current.uploaded_at is not None or current.status in (
+            MediaStatus.REJECTED,
+            MediaStatus.DELETED,
+        ):
+            return current  # confirmed before, rejected or deleted: change nothing
         late = await repo.record_confirmation(
             current.id, alt_text=alt, stage=stage, uploaded_at=self._clock(), actor=actor
         )
@@ -240,6 +250,26 @@ class UploadService:
             final_key, timedelta(seconds=self._settings.download_url_ttl), self._clock()
         )
         return to_view(record, url=url, poster_url=None)
+
+    async def delete_media(
+        self, principal: Principal, media_id: uuid.UUID, request_id: str
+    ) -> MediaView:
+        """The row says DELETED (durably, with its audit event) before any file goes, so
+        a failure half-way leaves nothing served; deleting again finishes the job."""
+        record = await repo.find_for_organization(media_id, principal.organization_id)
+        if record is None:
+            raise NotFound("media not found")
+        if record.status is not MediaStatus.DELETED:
+            if record.status in IN_FLIGHT:
+                raise Conflict("the upload is being processed; delete it once it is done")
+            deleted = await repo.transition(
+                record.id, MediaStatus.DELETED, actor=Actor.user(principal.user_id, request_id)
+            )
+            if deleted is None:  # a worker took it meanwhile
+                raise Conflict("the upload is being processed; delete it once it is done")
+            record = deleted
+        await delete_objects(self._store, record)
+        return self._view(record)
 
     async def media(self, principal: Principal, media_id: uuid.UUID) -> MediaView:
         record = await repo.find_for_organization(media_id, principal.organization_id)

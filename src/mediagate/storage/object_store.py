@@ -144,3 +144,14 @@ class ObjectStore:
     async def delete(self, key: str) -> None:
         """Remove the object; removing one that is already gone succeeds."""
         await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under `prefix`; returns how many there were."""
+        return await asyncio.to_thread(self._delete_prefix, prefix)
+
+    def _delete_prefix(self, prefix: str) -> int:
+        removed = 0
+        for found in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            self.client.remove_object(self.bucket, found.object_name)
+            removed += 1
+        return removed
