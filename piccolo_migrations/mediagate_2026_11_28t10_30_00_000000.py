@@ -49,7 +49,9 @@ STATEMENTS = (
         what := 'url_issued';
       ELSE
         previous := OLD.status::text;
-        IF OLD.uploaded_at IS NULL AND NEW.uploaded_at IS NOT NULL THEN
+        IF NEW.status::text = 'DELETED' THEN
+          what := 'deleted';
+        ELSIF OLD.uploaded_at IS NULL AND NEW.uploaded_at IS NOT NULL THEN
           what := 'confirmed';
         ELSIF OLD.status = 'SCAN_FAILED' AND NEW.status = 'UPLOADED' THEN
           what := 'requeued';

@@ -44,6 +44,15 @@ async def _post(
     )
 
 
+async def _issue(api: httpx.AsyncClient, tenant: Tenant, filename: str) -> httpx.Response:
+    variables = {
+        "sessionId": str(tenant.session_id),
+        "filename": filename,
+        "contentType": "image/jpeg",
+    }
+    return await _post(api, GET_UPLOAD_URL, variables, tenant.token)
+
+
 async def _events(api: httpx.AsyncClient, tenant: Tenant, **variables: Any) -> dict[str, Any]:
     body = await graphql(api, AUDIT, variables, tenant.token)
     assert "errors" not in body, body
@@ -55,12 +64,7 @@ async def test_every_mutation_and_transition_leaves_an_event(
     api: httpx.AsyncClient, pipeline: MediaPipeline, tenant: Tenant
 ) -> None:
     session = str(tenant.session_id)
-    issued = await _post(
-        api,
-        GET_UPLOAD_URL,
-        {"sessionId": session, "filename": "a.jpg", "contentType": "image/jpeg"},
-        tenant.token,
-    )
+    issued = await _issue(api, tenant, "a.jpg")
     ticket = issued.json()["data"]["getUploadUrl"]
     await put_object(ticket["uploadUrl"], media.fixture("landscape_2.jpg"), "image/jpeg")
     confirmed = await _post(
@@ -69,12 +73,7 @@ async def test_every_mutation_and_transition_leaves_an_event(
     assert confirmed.json()["data"]["confirmUpload"]["status"] == "UPLOADED"
     await pipeline.handle(ticket["fileKey"], 0)
 
-    infected = await _post(
-        api,
-        GET_UPLOAD_URL,
-        {"sessionId": session, "filename": "b.jpg", "contentType": "image/jpeg"},
-        tenant.token,
-    )
+    infected = await _issue(api, tenant, "b.jpg")
     bad = infected.json()["data"]["getUploadUrl"]
     await put_object(bad["uploadUrl"], media.eicar(), "image/jpeg")
     await pipeline.handle(bad["fileKey"], 0)  # the bucket event's way: no confirmUpload
@@ -107,12 +106,7 @@ async def test_every_mutation_and_transition_leaves_an_event(
 
 
 async def test_a_rolled_back_change_leaves_no_event(tenant: Tenant, api: httpx.AsyncClient) -> None:
-    issued = await _post(
-        api,
-        GET_UPLOAD_URL,
-        {"sessionId": str(tenant.session_id), "filename": "c.jpg", "contentType": "image/jpeg"},
-        tenant.token,
-    )
+    issued = await _issue(api, tenant, "c.jpg")
     record = await row(issued.json()["data"]["getUploadUrl"]["fileKey"])
     before = await _events(api, tenant, mediaId=str(record.id))
 
@@ -133,12 +127,7 @@ async def test_a_rolled_back_change_leaves_no_event(tenant: Tenant, api: httpx.A
 async def test_another_organization_reads_nothing(
     api: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
 ) -> None:
-    issued = await _post(
-        api,
-        GET_UPLOAD_URL,
-        {"sessionId": str(tenant.session_id), "filename": "d.jpg", "contentType": "image/jpeg"},
-        tenant.token,
-    )
+    issued = await _issue(api, tenant, "d.jpg")
     record = await row(issued.json()["data"]["getUploadUrl"]["fileKey"])
     assert (await _events(api, tenant, mediaId=str(record.id)))["edges"]
     body = await graphql(api, AUDIT, {"sessionId": str(tenant.session_id)}, other_tenant.token)
@@ -151,16 +140,7 @@ async def test_another_organization_reads_nothing(
 
 async def test_pages_follow_their_cursor(api: httpx.AsyncClient, tenant: Tenant) -> None:
     for n in range(5):
-        await _post(
-            api,
-            GET_UPLOAD_URL,
-            {
-                "sessionId": str(tenant.session_id),
-                "filename": f"{n}.jpg",
-                "contentType": "image/jpeg",
-            },
-            tenant.token,
-        )
+        await _issue(api, tenant, f"{n}.jpg")
     seen: list[str] = []
     after = None
     while True:
@@ -182,12 +162,7 @@ async def test_pages_follow_their_cursor(api: httpx.AsyncClient, tenant: Tenant)
 async def test_operators_read_the_trail_and_purge_it_past_retention(
     env: dict[str, str], api: httpx.AsyncClient, tenant: Tenant, settings: Settings
 ) -> None:
-    issued = await _post(
-        api,
-        GET_UPLOAD_URL,
-        {"sessionId": str(tenant.session_id), "filename": "e.jpg", "contentType": "image/jpeg"},
-        tenant.token,
-    )
+    issued = await _issue(api, tenant, "e.jpg")
     record = await row(issued.json()["data"]["getUploadUrl"]["fileKey"])
     lines = _cli(env, "audit", "--session", str(tenant.session_id)).splitlines()
     assert [json.loads(line)["action"] for line in lines] == ["url_issued"]
