@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--limit", type=_positive_int, default=1000)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="compare rows, store and clock once; prints what it found (JSON)"
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="report only: queue, close and delete nothing"
+    )
+
     purge = commands.add_parser(
         "purge", help="delete a session: its files, its rows (audit events stay); prints items"
     )
@@ -219,6 +226,31 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
+def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from mediagate.events.publisher import JobPublisher
+    from mediagate.services.reconciler import Bounds, Reconciler
+    from mediagate.storage.object_store import ObjectStore
+
+    bounds = Bounds(
+        timedelta(seconds=settings.reconcile_stuck_after),
+        timedelta(seconds=settings.reconcile_grace),
+    )
+
+    async def work() -> int:
+        publisher = None if args.dry_run else await JobPublisher.connect(settings)
+        try:
+            findings = await Reconciler(ObjectStore(settings), publisher, bounds).run()
+        finally:
+            if publisher is not None:
+                await publisher.close()
+        print(json.dumps(dataclasses.asdict(findings)))
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _purge(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.errors import ClientError
     from mediagate.services.operations import purge_session
@@ -258,6 +290,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "requeue-failed": _requeue_failed,
     "audit": _audit,
     "purge": _purge,
+    "reconcile": _reconcile,
 }
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ class Settings:
     ws_stall_timeout: float
     demo_page: bool
     audit_retention_days: int
+    reconcile_interval: float
+    reconcile_stuck_after: float
+    reconcile_grace: float
     media_queue: str
     bucket_events_exchange: str
     bucket_events_exchange_type: str
@@ -288,6 +291,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ws_stall_timeout=env.positive_float("WS_STALL_TIMEOUT", 30.0),
         demo_page=env.flag("DEMO_PAGE", False),
         audit_retention_days=env.positive_int("AUDIT_RETENTION_DAYS", 400),
+        reconcile_interval=env.positive_float("RECONCILE_INTERVAL", 300.0),
+        reconcile_stuck_after=env.positive_float("RECONCILE_STUCK_AFTER", 1800.0),
+        reconcile_grace=env.positive_float("RECONCILE_GRACE", 3600.0),
         media_queue=env.text("MEDIA_QUEUE", "mediagate.media"),
         bucket_events_exchange=env.text("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events"),
         bucket_events_exchange_type=exchange_type,

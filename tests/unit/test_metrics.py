@@ -12,6 +12,7 @@ def test_metrics_render_in_prometheus_text_format() -> None:
             viruses_found=1,
             processing_seconds={0.5: 1.25, 0.95: 4.0},
             queue_messages={"q": 2, "q.dead": 0},
+            stuck=3,
             subscriptions=7,
             slow_subscribers_dropped=2,
         )
@@ -26,4 +27,5 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     assert samples[("mediagate_queue_messages", ("q.dead",))] == 0
     assert samples[("mediagate_viruses_found", ())] == 1
     assert samples[("mediagate_subscriptions", ())] == 7
+    assert samples[("mediagate_media_stuck", ())] == 3
     assert samples[("mediagate_slow_subscribers_dropped_total", ())] == 2

@@ -1,6 +1,6 @@
 import itertools
 
-from mediagate.domain.status import TERMINAL, MediaStatus, can_move, sources_of
+from mediagate.domain.status import IN_FLIGHT, TERMINAL, MediaStatus, can_move, sources_of
 
 S = MediaStatus
 
@@ -19,10 +19,18 @@ def test_no_step_skips_the_scan() -> None:
     assert sources_of(S.UPLOADED) == {S.PENDING_UPLOAD, S.SCAN_FAILED}
 
 
-def test_terminal_states_never_move_except_an_operator_requeue() -> None:
+def test_terminal_states_move_only_to_deletion_or_an_operator_requeue() -> None:
     for terminal in TERMINAL:
         allowed = {target for target in S if can_move(terminal, target)}
-        assert allowed == ({S.UPLOADED} if terminal is S.SCAN_FAILED else set())
+        expected = {S.UPLOADED} if terminal is S.SCAN_FAILED else set()
+        if terminal is not S.DELETED:
+            expected.add(S.DELETED)
+        assert allowed == expected, terminal
+
+
+def test_nothing_a_worker_holds_can_be_deleted() -> None:
+    assert sources_of(S.DELETED) == {S.PENDING_UPLOAD, S.COMPLETED, S.REJECTED, S.SCAN_FAILED}
+    assert not sources_of(S.DELETED) & IN_FLIGHT
 
 
 def test_a_dead_workers_job_restarts_from_the_scan() -> None:

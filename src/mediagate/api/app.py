@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class Services:
     publisher: JobPublisher
     sockets: SocketServices
     body_timeout: float
+    stuck_after: timedelta
 
 
 def _json_response(
@@ -191,7 +193,9 @@ async def readyz(state: State) -> Response[dict[str, str]]:
 async def metrics_endpoint(state: State) -> bytes:
     """Prometheus scrape: uploads by status, viruses found, processing time, queue depth."""
     services: Services = state.services
-    return metrics.render(await monitoring.snapshot(services.publisher, services.sockets.feed))
+    return metrics.render(
+        await monitoring.snapshot(services.publisher, services.sockets.feed, services.stuck_after)
+    )
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -224,7 +228,13 @@ def create_app(settings: Settings) -> Litestar:
             SocketLimits(settings.ws_init_timeout, settings.ws_max_operations),
         )
         app.state.services = Services(
-            executor, uploads, verifier, publisher, sockets, settings.http_body_timeout
+            executor,
+            uploads,
+            verifier,
+            publisher,
+            sockets,
+            settings.http_body_timeout,
+            timedelta(seconds=settings.upload_url_ttl + settings.reconcile_stuck_after),
         )
         # Long-lived start-up objects leave the collector's view, and young garbage is
         # collected less often: fewer, shorter pauses under load (tail latency).

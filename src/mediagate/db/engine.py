@@ -85,6 +85,10 @@ class FairPool:
         async with self.acquire() as connection:
             return await connection.fetchval(query, *args)
 
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as connection:
+            return await connection.execute(query, *args)  # type: ignore[no-any-return]
+
     async def close(self) -> None:
         await self._pool.close()
 

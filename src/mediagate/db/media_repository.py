@@ -14,7 +14,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from mediagate.db.tables import AuditEvent, GarageSession, SessionMedia, User
 from mediagate.domain.audit import Actor
-from mediagate.domain.status import MediaStatus, sources_of
+from mediagate.domain.status import IN_FLIGHT, MediaStatus, sources_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,23 +266,22 @@ async def record_confirmation(
 
 
 @asynccontextmanager
-async def processing_lock(file_key: str) -> AsyncIterator[bool]:
-    """Hold a PostgreSQL advisory lock on the upload for as long as the block runs.
+async def advisory_lock(name: str) -> AsyncIterator[bool]:
+    """Hold a PostgreSQL advisory lock on `name` (an upload's key, or a task's name) for
+    as long as the block runs.
 
-    Yields False when another worker holds it. The lock lives on its own connection,
-    so a worker that dies releases it with its connection and a redelivery can resume.
+    Yields False when another process holds it. The lock lives on its own connection,
+    so a process that dies releases it with its connection, and a redelivery can resume.
     """
     async with _pool().acquire() as connection:
         locked = await connection.fetchval(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", file_key
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name
         )
         try:
             yield bool(locked)
         finally:
             if locked:
-                await connection.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", file_key
-                )
+                await connection.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
 
 
 async def count_crash(media_id: uuid.UUID) -> int:
@@ -374,3 +373,93 @@ async def purge_audit_events(older_than: datetime) -> int:
         AuditEvent.delete().where(AuditEvent.occurred_at < older_than).returning(AuditEvent.id)
     )
     return len(deleted)
+
+
+_IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
+
+
+async def stuck_in_flight(updated_before: datetime, limit: int) -> list[MediaRecord]:
+    """Rows a worker should have moved on by now (the oldest first)."""
+    rows = await (
+        SessionMedia.select(*_COLUMNS)
+        .where(
+            SessionMedia.status.is_in(_IN_FLIGHT_VALUES)
+            & (SessionMedia.updated_at < updated_before)
+        )
+        .order_by(SessionMedia.updated_at)
+        .limit(limit)
+    )
+    return [MediaRecord.from_row(row) for row in rows]
+
+
+async def count_stuck_since_created(created_before: datetime) -> int:
+    """In flight though issued before `created_before` (requeues do not reset this)."""
+    return await SessionMedia.count().where(  # type: ignore[no-any-return]
+        SessionMedia.status.is_in(_IN_FLIGHT_VALUES) & (SessionMedia.created_at < created_before)
+    )
+
+
+async def expired_pending(expired_before: datetime, limit: int) -> list[MediaRecord]:
+    rows = await (
+        SessionMedia.select(*_COLUMNS)
+        .where(
+            (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
+            & (SessionMedia.upload_expires_at < expired_before)
+        )
+        .order_by(SessionMedia.upload_expires_at)
+        .limit(limit)
+    )
+    return [MediaRecord.from_row(row) for row in rows]
+
+
+async def mark_requeued(media_id: uuid.UUID, actor: Actor) -> None:
+    """Its job was queued again without a status change: the row's clock restarts (so it
+    is not queued again before the bound) and the audit log says so, in one statement."""
+    await _pool().execute(
+        """
+        WITH touched AS (
+          UPDATE session_media SET updated_at = now(), changed_by = $2, change_ref = $3
+          WHERE id = $1
+          RETURNING id, session_id, status
+        )
+        INSERT INTO audit_events (
+          organization_id, session_id, media_id, action, from_status, to_status, actor,
+          reference
+        )
+        SELECT s.organization_id, t.session_id, t.id, 'requeued', t.status::text,
+               t.status::text, $2, $3
+        FROM touched t JOIN garage_sessions s ON s.id = t.session_id
+        """,
+        media_id,
+        actor.label,
+        actor.reference,
+    )
+
+
+async def upload_keys_with_rows(file_keys: list[str]) -> set[str]:
+    rows = await SessionMedia.select(SessionMedia.file_key).where(
+        SessionMedia.file_key.is_in(file_keys)
+    )
+    return {row["file_key"] for row in rows}
+
+
+async def completed_outputs_after(after: str, limit: int) -> list[str]:
+    """Keys of COMPLETED rows' processed copies and posters, in byte order (the order an
+    S3 listing has), after `after`."""
+    rows = await _pool().fetch(
+        """
+        SELECT key FROM (
+          SELECT processed_key AS key FROM session_media
+          WHERE status = 'COMPLETED' AND processed_key IS NOT NULL
+          UNION ALL
+          SELECT poster_key FROM session_media
+          WHERE status = 'COMPLETED' AND poster_key IS NOT NULL
+        ) outputs
+        WHERE key COLLATE "C" > $1
+        ORDER BY key COLLATE "C"
+        LIMIT $2
+        """,
+        after,
+        limit,
+    )
+    return [row["key"] for row in rows]

@@ -21,6 +21,8 @@ class Snapshot:
     viruses_found: int
     processing_seconds: dict[float, float]
     queue_messages: dict[str, int]
+    # In flight past the reconciler's bound.
+    stuck: int
     # Of the API process that answers the scrape (not derived state).
     subscriptions: int
     slow_subscribers_dropped: int
@@ -54,6 +56,12 @@ class _SnapshotCollector(Collector):
         )
         for queue, count in self._snapshot.queue_messages.items():
             queues.add_metric([queue], count)
+        stuck = GaugeMetricFamily(
+            "mediagate_media_stuck",
+            "Uploads still UPLOADED, SCANNING or PROCESSING past the URL lifetime plus "
+            "RECONCILE_STUCK_AFTER",
+        )
+        stuck.add_metric([], self._snapshot.stuck)
         subscriptions = GaugeMetricFamily(
             "mediagate_subscriptions",
             "Open mediaUpdated subscriptions on the API process that answered",
@@ -64,7 +72,7 @@ class _SnapshotCollector(Collector):
             "Subscribers dropped for not reading, by the API process that answered",
         )
         dropped.add_metric([], self._snapshot.slow_subscribers_dropped)
-        return [media, viruses, latency, queues, subscriptions, dropped]
+        return [media, viruses, latency, queues, stuck, subscriptions, dropped]
 
 
 def render(snapshot: Snapshot) -> bytes:

@@ -13,6 +13,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 # What a finished job came to (the pipeline's Done.result).
 RESULTS = ("completed", "rejected", "virus", "scan_failed", "skipped")
+# What the reconciler reports (its Findings' fields).
+FINDINGS = (
+    "requeued_stuck",
+    "expired_processed",
+    "expired_closed",
+    "orphans_deleted",
+    "completed_missing_object",
+)
 
 
 class WorkerMetrics:
@@ -48,13 +56,25 @@ class WorkerMetrics:
             "1 when clamd answered the worker's last ping, else 0",
             registry=self.registry,
         )
+        self.reconciler_findings = Counter(
+            "mediagate_worker_reconciler_findings",
+            "What reconcile runs found (completed_missing_object: data loss, never fixed)",
+            ["finding"],
+            registry=self.registry,
+        )
         for result in RESULTS:  # every series exists from the start, at 0
             self.jobs.labels(result)
+        for finding in FINDINGS:
+            self.reconciler_findings.labels(finding)
 
     def finished(self, result: str, timings: dict[str, float]) -> None:
         self.jobs.labels(result).inc()
         for stage, seconds in timings.items():
             self.stage_seconds.labels(stage).observe(seconds)
+
+    def reconciled(self, counts: dict[str, int]) -> None:
+        for finding, count in counts.items():
+            self.reconciler_findings.labels(finding).inc(count)
 
     def serve(self, host: str, port: int) -> None:
         """prometheus_client's own HTTP server, in a thread: for a private network (the

@@ -143,7 +143,7 @@ class MediaPipeline:
         last_attempt = attempt >= len(self._settings.retry_delays_ms)
         actor = Actor.worker(job_id=uuid.uuid4().hex)
         try:
-            async with repo.processing_lock(file_key) as locked:
+            async with repo.advisory_lock(file_key) as locked:
                 if not locked:
                     return Done("another worker is processing this upload")
                 return await self._process(file_key, attempt, redelivered, actor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -155,3 +156,20 @@ class ObjectStore:
             self.client.remove_object(self.bucket, found.object_name)
             removed += 1
         return removed
+
+    async def list_page(
+        self, prefix: str, start_after: str, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """Up to `limit` (key, last modified) under `prefix` after `start_after`, in the
+        store's order (byte order of the keys)."""
+        return await asyncio.to_thread(self._list_page, prefix, start_after, limit)
+
+    def _list_page(self, prefix: str, start_after: str, limit: int) -> list[tuple[str, datetime]]:
+        listed = self.client.list_objects(
+            self.bucket, prefix=prefix, recursive=True, start_after=start_after or None
+        )
+        return [
+            (found.object_name, found.last_modified)
+            for found in itertools.islice(listed, limit)
+            if found.object_name is not None and found.last_modified is not None
+        ]

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import aio_pika
@@ -14,13 +15,17 @@ from aio_pika.abc import AbstractRobustConnection
 
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
+from mediagate.db import media_repository as repo
 from mediagate.events import topology
+from mediagate.events.publisher import JobPublisher
 from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
+from mediagate.services import reconciler
 from mediagate.services.audit import purge_expired
 from mediagate.services.pipeline import MediaPipeline
+from mediagate.services.reconciler import Bounds, Reconciler
 from mediagate.services.scratch import remove_abandoned_scratch
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker.consumer import MediaConsumer
@@ -63,6 +68,29 @@ async def _keep_house(settings: Settings) -> None:
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
+async def _reconcile_periodically(
+    settings: Settings, store: ObjectStore, metrics: WorkerMetrics
+) -> None:
+    """Every RECONCILE_INTERVAL, in whichever worker takes the lock first (one at a time)."""
+    bounds = Bounds(
+        timedelta(seconds=settings.reconcile_stuck_after),
+        timedelta(seconds=settings.reconcile_grace),
+    )
+    publisher = await JobPublisher.connect(settings)
+    try:
+        while True:
+            try:
+                async with repo.advisory_lock(reconciler.LOCK_NAME) as mine:
+                    if mine:
+                        findings = await Reconciler(store, publisher, bounds).run()
+                        metrics.reconciled(findings.counts())
+            except Exception:  # the next run tries again; jobs go on meanwhile
+                log.exception("reconciling failed")
+            await asyncio.sleep(settings.reconcile_interval)
+    finally:
+        await publisher.close()
+
+
 async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
@@ -88,7 +116,9 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         pinging = asyncio.create_task(_watch_scanner(scanner, metrics))
         housekeeping = asyncio.create_task(_keep_house(settings))
         await decoders.start()
-        pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
+        store = ObjectStore(settings)
+        pipeline = MediaPipeline(settings, store, scanner, decoders)
+        reconciling = asyncio.create_task(_reconcile_periodically(settings, store, metrics))
         longest_job = settings.video_time_limit + settings.clamav_timeout + STALE_MARGIN_SECONDS
         if removed := remove_abandoned_scratch(None, longest_job):
             log.warning("removed scratch directories of killed jobs", extra={"count": removed})
@@ -105,8 +135,9 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         log.info("worker stopping")
         if beating is not None:
             beating.cancel()
-        pinging.cancel()
-        housekeeping.cancel()
+        for chore in (pinging, housekeeping, reconciling):
+            chore.cancel()
+        await asyncio.gather(pinging, housekeeping, reconciling, return_exceptions=True)
         await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
     finally:
         await connection.close()

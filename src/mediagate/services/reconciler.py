@@ -1,0 +1,192 @@
+"""The safety net for lost bucket events, lost jobs and crashes: compares the rows with
+the store and with the clock, puts right what can be put right, and reports the rest.
+
+- Rows a worker should have moved on (UPLOADED, SCANNING, PROCESSING untouched for
+  `stuck_after`) get their job again, unless a worker holds the upload's lock (a job
+  running is never doubled). The row's clock restarts and the audit log says so.
+- PENDING_UPLOAD past its URL's expiry (plus `grace`): with an object, it is processed
+  as if its event had come (the worker rejects and deletes one written too late); with
+  none, it is closed as REJECTED. A final state rather than a removal: a client still
+  polling learns why, and the row keeps its history.
+- Objects under sessions/ with no row, and under processed/ that no COMPLETED row
+  points at, older than `grace`, are deleted and logged.
+- COMPLETED rows whose processed copy or poster is missing are reported (log and
+  metric) and never "fixed": that is data loss for someone to look at.
+
+The store's listing and the database are walked side by side a page at a time (both in
+byte order), so memory does not grow with the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from mediagate.db import media_repository as repo
+from mediagate.domain import keys
+from mediagate.domain.audit import Actor
+from mediagate.domain.status import MediaStatus
+from mediagate.events.messages import ProcessJob
+from mediagate.storage.object_store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+PAGE = 1000
+# What one run handles of each kind of row; the next run goes on.
+ROWS_PER_RUN = 1000
+LOCK_NAME = "mediagate:reconciler"
+NEVER_UPLOADED = "no file was uploaded before the upload URL expired"
+
+
+class Publisher(Protocol):
+    async def publish(self, job: ProcessJob) -> None: ...
+
+
+@dataclass
+class Findings:
+    requeued_stuck: list[str] = field(default_factory=list)
+    expired_processed: list[str] = field(default_factory=list)
+    expired_closed: list[str] = field(default_factory=list)
+    orphans_deleted: list[str] = field(default_factory=list)
+    completed_missing_object: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(found) for name, found in vars(self).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    stuck_after: timedelta
+    grace: timedelta
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: ObjectStore,
+        publisher: Publisher | None,
+        bounds: Bounds,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher  # None: a dry run, which changes nothing
+        self._bounds = bounds
+        self._clock = clock
+        self._actor = Actor.worker(job_id=f"reconcile-{uuid.uuid4().hex[:12]}")
+
+    @property
+    def _dry(self) -> bool:
+        return self._publisher is None
+
+    async def run(self) -> Findings:
+        findings = Findings()
+        now = self._clock()
+        await self._requeue_stuck(now, findings)
+        await self._settle_expired(now, findings)
+        await self._sweep_uploads(now, findings)
+        await self._sweep_outputs(now, findings)
+        self._report(findings)
+        return findings
+
+    async def _requeue_stuck(self, now: datetime, findings: Findings) -> None:
+        for record in await repo.stuck_in_flight(now - self._bounds.stuck_after, ROWS_PER_RUN):
+            async with repo.advisory_lock(record.file_key) as free:
+                if not free:
+                    continue  # its job is running right now
+            findings.requeued_stuck.append(record.file_key)
+            await self._queue(record.id, record.file_key, record.session_id)
+
+    async def _settle_expired(self, now: datetime, findings: Findings) -> None:
+        for record in await repo.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):
+            if await self._store.head(record.file_key) is not None:
+                findings.expired_processed.append(record.file_key)
+                await self._queue(record.id, record.file_key, record.session_id)
+                continue
+            findings.expired_closed.append(record.file_key)
+            if not self._dry:
+                await repo.transition(
+                    record.id,
+                    MediaStatus.REJECTED,
+                    actor=self._actor,
+                    only_from=MediaStatus.PENDING_UPLOAD,
+                    rejection_reason=NEVER_UPLOADED,
+                )
+
+    async def _queue(self, media_id: uuid.UUID, file_key: str, session_id: uuid.UUID) -> None:
+        if self._publisher is None:
+            return
+        await self._publisher.publish(ProcessJob(media_id, file_key, session_id))
+        await repo.mark_requeued(media_id, self._actor)
+
+    async def _sweep_uploads(self, now: datetime, findings: Findings) -> None:
+        """Objects under sessions/ that no row knows."""
+        after = ""
+        while page := await self._store.list_page(keys.UPLOADS_PREFIX, after, PAGE):
+            after = page[-1][0]
+            known = await repo.upload_keys_with_rows([key for key, _ in page])
+            for key, modified in page:
+                if key not in known and modified < now - self._bounds.grace:
+                    await self._delete_orphan(key, findings)
+
+    async def _sweep_outputs(self, now: datetime, findings: Findings) -> None:
+        """Objects under processed/ against COMPLETED rows' outputs, both in key order:
+        an object no row points at is an orphan; a row whose object is not there is
+        data loss."""
+        objects = _Pages(lambda after: self._store.list_page(keys.PROCESSED_PREFIX, after, PAGE))
+        outputs = _Pages(_output_page)
+        stored, expected = await objects.next(), await outputs.next()
+        while stored is not None or expected is not None:
+            if expected is None or (stored is not None and stored[0] < expected[0]):
+                assert stored is not None
+                key, modified = stored
+                if modified < now - self._bounds.grace:
+                    await self._delete_orphan(key, findings)
+                stored = await objects.next()
+            elif stored is None or expected[0] < stored[0]:
+                findings.completed_missing_object.append(expected[0])
+                expected = await outputs.next()
+            else:
+                stored, expected = await objects.next(), await outputs.next()
+
+    async def _delete_orphan(self, key: str, findings: Findings) -> None:
+        findings.orphans_deleted.append(key)
+        if not self._dry:
+            await self._store.delete(key)
+            log.warning("orphan object deleted", extra={"key": key})
+
+    def _report(self, findings: Findings) -> None:
+        for key in findings.completed_missing_object[:100]:
+            log.error("COMPLETED media whose object is missing", extra={"key": key})
+        log.info("reconciled", extra={"dry_run": self._dry, **findings.counts()})
+
+
+async def _output_page(after: str) -> list[tuple[str, Any]]:
+    return [(key, None) for key in await repo.completed_outputs_after(after, PAGE)]
+
+
+class _Pages:
+    """One item at a time from a paged source ordered by key: `fetch(after)` gives the
+    next page of (key, extra) after the key `after`; an empty page ends it."""
+
+    def __init__(self, fetch: Callable[[str], Awaitable[list[tuple[str, Any]]]]) -> None:
+        self._fetch = fetch
+        self._page: list[tuple[str, Any]] = []
+        self._after = ""
+        self._done = False
+
+    async def next(self) -> tuple[str, Any] | None:
+        if not self._page and not self._done:
+            self._page = await self._fetch(self._after)
+            self._done = not self._page
+            if self._page:
+                self._after = self._page[-1][0]
+                self._page.reverse()
+        return self._page.pop() if self._page else None

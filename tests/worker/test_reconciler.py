@@ -1,0 +1,228 @@
+"""The reconciler on the real stack: each case it handles, and a dry run that changes
+nothing. Its clock is moved forward instead of waiting for the bounds to pass; it scans
+the whole bucket and database, so each test looks only at its own keys, and drains the
+jobs it queued."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mediagate.config import Settings
+from mediagate.db import media_repository as repo
+from mediagate.domain import keys
+from mediagate.domain.status import MediaStatus
+from mediagate.events.publisher import JobPublisher
+from mediagate.services.pipeline import MediaPipeline
+from mediagate.services.reconciler import (
+    LOCK_NAME,
+    NEVER_UPLOADED,
+    Bounds,
+    Findings,
+    Reconciler,
+)
+from mediagate.storage.object_store import ObjectStore
+from tests.conftest import Tenant, graphql
+from tests.support import media, services
+from tests.support.flow import drain_jobs, put_object, request_upload
+from tests.support.worker_process import WorkerProcess, wait_until
+from tests.worker.conftest import row, stage
+
+BOUNDS = Bounds(stuck_after=timedelta(minutes=30), grace=timedelta(hours=1))
+AUDIT = """query($mediaId: UUID) {
+  auditEvents(mediaId: $mediaId) { edges { node { action actor } } } }"""
+
+
+def _later(delta: timedelta) -> Callable[[], datetime]:
+    moment = datetime.now(UTC) + delta
+    return lambda: moment
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[JobPublisher]:
+    connected = await JobPublisher.connect(settings)
+    yield connected
+    await connected.close()
+    await drain_jobs(settings)
+
+
+async def _reconcile(
+    store: ObjectStore, publisher: JobPublisher | None, ahead: timedelta
+) -> Findings:
+    return await Reconciler(store, publisher, BOUNDS, clock=_later(ahead)).run()
+
+
+async def test_a_lost_event_ends_completed(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    pipeline: MediaPipeline,
+    publisher: JobPublisher,
+    store: ObjectStore,
+    tenant: Tenant,
+) -> None:
+    """Written, never confirmed, no bucket event: processed once the URL has expired."""
+    await drain_jobs(settings)
+    ticket = await request_upload(api, tenant)
+    await put_object(ticket["uploadUrl"], media.fixture("landscape_6.jpg"), "image/jpeg")
+    key = ticket["fileKey"]
+    assert key not in (await _reconcile(store, publisher, timedelta(0))).expired_processed
+
+    findings = await _reconcile(store, publisher, timedelta(seconds=300) + BOUNDS.grace)
+    assert key in findings.expired_processed
+    queued = [job["fileKey"] for job in await drain_jobs(settings)]
+    assert queued.count(key) == 1
+    await pipeline.handle(key, 0)  # what a worker does with the job
+    assert (await row(key)).status is MediaStatus.COMPLETED
+
+
+async def test_a_url_that_expired_unused_is_closed(
+    api: httpx.AsyncClient, publisher: JobPublisher, store: ObjectStore, tenant: Tenant
+) -> None:
+    ticket = await request_upload(api, tenant)
+    findings = await _reconcile(store, publisher, timedelta(seconds=300) + BOUNDS.grace)
+    assert ticket["fileKey"] in findings.expired_closed
+    record = await row(ticket["fileKey"])
+    assert record.status is MediaStatus.REJECTED
+    assert record.rejection_reason == NEVER_UPLOADED
+    events = await graphql(api, AUDIT, {"mediaId": str(record.id)}, tenant.token)
+    last = events["data"]["auditEvents"]["edges"][-1]["node"]
+    assert last["action"] == "STATUS_CHANGED" and last["actor"].startswith("worker:")
+
+
+async def test_a_stuck_upload_is_queued_again_unless_its_job_runs(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    publisher: JobPublisher,
+    store: ObjectStore,
+    tenant: Tenant,
+) -> None:
+    key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "s.jpg", "image/jpeg")
+    await drain_jobs(settings)  # the job is lost
+    ahead = BOUNDS.stuck_after + timedelta(seconds=5)
+    async with repo.advisory_lock(key) as held:  # a worker is on it
+        assert held
+        findings = await _reconcile(store, publisher, ahead)
+    assert key not in findings.requeued_stuck
+    assert key not in [job["fileKey"] for job in await drain_jobs(settings)]
+
+    findings = await _reconcile(store, publisher, ahead)
+    assert key in findings.requeued_stuck
+    assert [job["fileKey"] for job in await drain_jobs(settings)].count(key) == 1
+    record = await row(key)
+    assert record.status is MediaStatus.UPLOADED
+    events = await graphql(api, AUDIT, {"mediaId": str(record.id)}, tenant.token)
+    assert events["data"]["auditEvents"]["edges"][-1]["node"]["action"] == "REQUEUED"
+
+
+async def test_orphan_objects_are_deleted_after_the_grace_period(
+    publisher: JobPublisher, store: ObjectStore, tenant: Tenant
+) -> None:
+    upload = keys.upload_key(tenant.session_id, "general", ".jpg")
+    output = keys.processed_key(upload, ".jpg")
+    for key in (upload, output):
+        store.client.put_object(store.bucket, key, io.BytesIO(b"orphan"), 6)
+    fresh = await _reconcile(store, publisher, timedelta(0))
+    assert upload not in fresh.orphans_deleted and output not in fresh.orphans_deleted
+    assert await store.head(upload) is not None
+
+    findings = await _reconcile(store, publisher, BOUNDS.grace + timedelta(seconds=5))
+    assert {upload, output} <= set(findings.orphans_deleted)
+    assert await store.head(upload) is None and await store.head(output) is None
+
+
+async def test_a_completed_item_without_its_file_is_reported_not_fixed(
+    api: httpx.AsyncClient,
+    pipeline: MediaPipeline,
+    publisher: JobPublisher,
+    store: ObjectStore,
+    tenant: Tenant,
+) -> None:
+    key = await stage(api, tenant, media.fixture("landscape_8.jpg"), "t.jpg", "image/jpeg")
+    await pipeline.handle(key, 0)
+    record = await row(key)
+    assert record.status is MediaStatus.COMPLETED and record.processed_key is not None
+    assert (
+        record.processed_key
+        not in (await _reconcile(store, publisher, timedelta(0))).completed_missing_object
+    )
+    await store.delete(record.processed_key)
+
+    findings = await _reconcile(store, publisher, timedelta(0))
+    assert record.processed_key in findings.completed_missing_object
+    assert (await row(key)).status is MediaStatus.COMPLETED
+
+
+async def test_a_dry_run_changes_nothing(
+    api: httpx.AsyncClient, settings: Settings, store: ObjectStore, tenant: Tenant
+) -> None:
+    await drain_jobs(settings)
+    unused = await request_upload(api, tenant)
+    written = await request_upload(api, tenant)
+    await put_object(written["uploadUrl"], media.fixture("landscape_6.jpg"), "image/jpeg")
+    stray = keys.upload_key(tenant.session_id, "general", ".jpg")
+    store.client.put_object(store.bucket, stray, io.BytesIO(b"orphan"), 6)
+
+    findings = await _reconcile(store, None, timedelta(seconds=300) + BOUNDS.grace)
+    assert unused["fileKey"] in findings.expired_closed
+    assert written["fileKey"] in findings.expired_processed
+    assert stray in findings.orphans_deleted
+    assert (await row(unused["fileKey"])).status is MediaStatus.PENDING_UPLOAD
+    assert (await row(written["fileKey"])).status is MediaStatus.PENDING_UPLOAD
+    assert await store.head(stray) is not None
+    assert await drain_jobs(settings) == []
+
+
+def test_the_command_reports_what_it_found(env: dict[str, str], database: None) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mediagate.cli", "reconcile", "--dry-run"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(json.loads(result.stdout)) == set(Findings().counts())
+
+
+async def test_workers_reconcile_on_their_own_one_at_a_time(
+    env: dict[str, str],
+    settings: Settings,
+    clamd: services.Clamd,
+    store: ObjectStore,
+    tenant: Tenant,
+) -> None:
+    stray = keys.upload_key(tenant.session_id, "general", ".jpg")
+    store.client.put_object(store.bucket, stray, io.BytesIO(b"orphan"), 6)
+    port = services.free_port()
+    quick = {"RECONCILE_INTERVAL": "0.2", "RECONCILE_GRACE": "0.001"}
+    worker = WorkerProcess({**env, **quick, "WORKER_METRICS_PORT": str(port)})
+    async with repo.advisory_lock(LOCK_NAME) as held:  # another worker's run
+        assert held
+        await worker.start(settings)
+        assert await store.head(stray) is not None
+    try:
+
+        async def swept() -> bool:
+            return await store.head(stray) is None
+
+        await wait_until(swept, "the worker never reconciled")
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        worker.stop()
+        await drain_jobs(settings)
+    deleted = [
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.labels.get("finding") == "orphans_deleted"
+    ]
+    assert deleted and deleted[0] >= 1
