@@ -111,9 +111,10 @@ async def test_eicar_is_caught_and_deleted(
     api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline, store: ObjectStore
 ) -> None:
     key = await stage(api, tenant, media.eicar(), "virus.jpg", "image/jpeg")
-    assert await pipeline.handle(key, 0) == Done(
-        "rejected: virus detected: Eicar-Test-Signature.UNOFFICIAL"
-    )
+    outcome = await pipeline.handle(key, 0)
+    assert isinstance(outcome, Done) and outcome.result == "virus"
+    assert outcome.note == "rejected: virus detected: Eicar-Test-Signature.UNOFFICIAL"
+    assert outcome.timings["scan"] > 0  # the scan happened, and is measured
     await _assert_rejected(store, key, "virus detected: Eicar-Test-Signature")
 
 
