@@ -50,6 +50,15 @@ async def _ticket(url: str, tenant: Tenant, filename: str = "photo.jpg") -> dict
         return await request_upload(client, tenant, filename)
 
 
+async def _confirmed(url: str, tenant: Tenant, stage: str | None = None) -> dict[str, Any]:
+    """An upload taken to UPLOADED (its first transition, the first one announced)."""
+    async with httpx.AsyncClient(base_url=url) as client:
+        ticket = await request_upload(client, tenant, stage=stage)
+        await put_object(ticket["uploadUrl"], PHOTO, "image/jpeg")
+        assert "errors" not in await confirm(client, tenant, ticket["fileKey"])
+    return ticket
+
+
 async def test_each_organization_sees_only_its_own_session(
     served: services.ServedApi, tenant: Tenant, other_tenant: Tenant
 ) -> None:
@@ -58,14 +67,14 @@ async def test_each_organization_sees_only_its_own_session(
         await _acked(theirs, other_tenant.token)
         await mine.subscribe("s", sessionId=str(tenant.session_id))
         await theirs.subscribe("s", sessionId=str(other_tenant.session_id))
-        first_mine = await _ticket(served.url, tenant)
-        first_theirs = await _ticket(served.url, other_tenant)
-        second_mine = await _ticket(served.url, tenant)
-        second_theirs = await _ticket(served.url, other_tenant)
+        first_mine = await _confirmed(served.url, tenant)
+        first_theirs = await _confirmed(served.url, other_tenant)
+        second_mine = await _confirmed(served.url, tenant)
+        second_theirs = await _confirmed(served.url, other_tenant)
 
         seen = await mine.updates_until("s", lambda m: m["fileKey"] == second_mine["fileKey"])
         assert [m["fileKey"] for m in seen] == [first_mine["fileKey"], second_mine["fileKey"]]
-        assert {m["status"] for m in seen} == {"PENDING_UPLOAD"}
+        assert {m["status"] for m in seen} == {"UPLOADED"}
         seen = await theirs.updates_until("s", lambda m: m["fileKey"] == second_theirs["fileKey"])
         assert [m["fileKey"] for m in seen] == [first_theirs["fileKey"], second_theirs["fileKey"]]
 
@@ -233,7 +242,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_are_not(
         # The stalled one was cut off without a close frame (it could never be written).
         assert await stalled.close_code(timeout=60) is None
         # The other goes on.
-        ticket = await _ticket(served.url, tenant)
+        ticket = await _confirmed(served.url, tenant)
         await reader.updates_until("s", lambda m: m["fileKey"] == ticket["fileKey"])
 
 
@@ -356,9 +365,8 @@ async def test_a_stage_filter_passes_only_that_stages_media(
     async with graphql_socket(served.url) as socket_:
         await _acked(socket_, tenant.token)
         await socket_.subscribe("s", sessionId=str(tenant.session_id), stage="intake")
-        async with httpx.AsyncClient(base_url=served.url) as client:
-            other = await request_upload(client, tenant, stage="inspection")
-            wanted = await request_upload(client, tenant, stage="intake")
+        other = await _confirmed(served.url, tenant, stage="inspection")
+        wanted = await _confirmed(served.url, tenant, stage="intake")
         seen = await socket_.updates_until("s", lambda m: m["fileKey"] == wanted["fileKey"])
     assert other["fileKey"] not in {m["fileKey"] for m in seen}
     assert {m["stage"] for m in seen} == {"intake"}

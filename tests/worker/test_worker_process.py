@@ -286,6 +286,7 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
     try:
         before = _samples(port)
         assert before[("mediagate_worker_scanner_up", ())] == 1
+        assert before[("mediagate_worker_scratch_free_bytes", ())] > 0
         photo = await upload(api, tenant, PHOTO)
         virus = await upload(api, tenant, media.eicar(), "eicar.jpg")
         await wait_for_status(photo["fileKey"], MediaStatus.COMPLETED)

@@ -56,6 +56,11 @@ class WorkerMetrics:
             "1 when clamd answered the worker's last ping, else 0",
             registry=self.registry,
         )
+        self.scratch_free_bytes = Gauge(
+            "mediagate_worker_scratch_free_bytes",
+            "Free space where the worker writes each job's files (the system's temp dir)",
+            registry=self.registry,
+        )
         self.reconciler_findings = Counter(
             "mediagate_worker_reconciler_findings",
             "What reconcile runs found (completed_missing_object: data loss, never fixed)",

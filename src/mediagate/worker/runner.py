@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,10 +51,12 @@ async def _beat(path: Path, connection: AbstractRobustConnection) -> None:
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
-async def _watch_scanner(scanner: ClamdScanner, metrics: WorkerMetrics) -> None:
-    """Whether clamd answers, for the scanner-down alert, even while no job runs."""
+async def _watch_resources(scanner: ClamdScanner, metrics: WorkerMetrics) -> None:
+    """Whether clamd answers and how much scratch space is left, for the alerts, even
+    while no job runs."""
     while True:
         metrics.scanner_up.set(1 if await asyncio.to_thread(scanner.ping) else 0)
+        metrics.scratch_free_bytes.set(shutil.disk_usage(tempfile.gettempdir()).free)
         await asyncio.sleep(SCANNER_PING_SECONDS)
 
 
@@ -113,7 +117,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         metrics = WorkerMetrics()
         if settings.worker_metrics_port is not None:
             metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
-        pinging = asyncio.create_task(_watch_scanner(scanner, metrics))
+        pinging = asyncio.create_task(_watch_resources(scanner, metrics))
         housekeeping = asyncio.create_task(_keep_house(settings))
         await decoders.start()
         store = ObjectStore(settings)

@@ -286,7 +286,8 @@ class GraphQLExecutor:
         # The response is a future: subscribers woken by the same event together wait
         # for the first one's execution rather than each starting one.
         if cached is not None and cached[0] is event:
-            return await asyncio.shield(cached[1])
+            done = cached[1]
+            return done.result() if done.done() else await asyncio.shield(done)
         response = asyncio.ensure_future(self._encoded_response(event, document, request, context))
         self._event_responses[key] = (event, response)
         if len(self._event_responses) > EVENT_RESPONSE_CACHE_SIZE:
