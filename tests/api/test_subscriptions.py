@@ -370,3 +370,18 @@ async def test_a_stage_filter_passes_only_that_stages_media(
         seen = await socket_.updates_until("s", lambda m: m["fileKey"] == wanted["fileKey"])
     assert other["fileKey"] not in {m["fileKey"] for m in seen}
     assert {m["stage"] for m in seen} == {"intake"}
+
+
+async def test_an_id_completed_can_be_used_again_and_nothing_outlives_the_socket(
+    served: services.ServedApi, tenant: Tenant
+) -> None:
+    await _confirmed(served.url, tenant)
+    async with graphql_socket(served.url) as socket_:
+        await _acked(socket_, tenant.token)
+        for _ in range(3):
+            await socket_.subscribe("same", sessionId=str(tenant.session_id))
+            assert (await socket_.receive())["type"] == "next"  # the current state
+            await socket_.send({"id": "same", "type": "complete"})
+        await socket_.subscribe("same", sessionId=str(tenant.session_id))
+        assert (await socket_.receive())["type"] == "next"
+    await wait_until(lambda: _subscriptions_are(served, 0), "a subscription outlived its socket")

@@ -250,7 +250,9 @@ class GraphQLWebSocket:
         else:
             await self._send_message({"id": operation_id, "type": "complete"})
         finally:
-            self._operations.pop(operation_id, None)
+            # The id may already name a new operation (completed, then subscribed again).
+            if self._operations.get(operation_id) is asyncio.current_task():
+                del self._operations[operation_id]
 
     async def _send_error(self, operation_id: str, errors: list[dict[str, Any]]) -> None:
         await self._send_message({"id": operation_id, "type": "error", "payload": errors})
