@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 
@@ -107,7 +109,7 @@ async def _subscribers(
 
 
 async def commit_rounds(
-    stack: Stack, media_id: uuid.UUID, pipes: list[Connection], per_pipe: int, rounds: int
+    stack: Stack, media_id: uuid.UUID, group: Group, rounds: int
 ) -> list[float]:
     connection = await asyncpg.connect(stack.settings.database_url)
     latencies: list[float] = []
@@ -121,13 +123,8 @@ async def commit_rounds(
                 media_id,
             )
             committed = time.time()
-            for pipe in pipes:
-                pipe.send("collect")
-            for pipe in pipes:
-                arrivals = pipe.recv()
-                if len(arrivals) < per_pipe:
-                    raise SystemExit(f"only {len(arrivals)} of {per_pipe} deliveries arrived")
-                latencies += [(arrival - committed) * 1000 for arrival in arrivals]
+            arrivals = group.collect()
+            latencies += [(arrival - committed) * 1000 for arrival in arrivals]
     finally:
         await connection.close()
     return latencies
@@ -155,16 +152,28 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
     return media_id
 
 
+class Group(Protocol):
+    """Subscribers, all open; `collect` waits for the next message at every one of them
+    and returns their arrival times (Unix seconds)."""
+
+    def collect(self) -> list[float]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
-class Subscribers:
+class PythonSubscribers:
+    """Subscriber processes on the `websockets` library (heavier per message)."""
+
     pipes: list[Connection]
     processes: list[multiprocessing.Process]
+    each: int
 
     @classmethod
     def open(
         cls, http_url: str, token: str, session_id: uuid.UUID, clients: int, each: int
-    ) -> Subscribers:
-        opened = cls([], [])
+    ) -> PythonSubscribers:
+        opened = cls([], [], each)
         for _ in range(clients):
             ours, theirs = multiprocessing.Pipe()
             process = multiprocessing.Process(
@@ -177,6 +186,14 @@ class Subscribers:
             assert pipe.recv() == "open"
         return opened
 
+    def collect(self) -> list[float]:
+        for pipe in self.pipes:
+            pipe.send("collect")
+        arrivals: list[float] = []
+        for pipe in self.pipes:
+            arrivals += _all_of(pipe.recv(), self.each)
+        return arrivals
+
     def close(self) -> None:
         for pipe in self.pipes:
             pipe.send("stop")
@@ -184,10 +201,64 @@ class Subscribers:
             process.join(timeout=60)
 
 
+NODE_CLIENT = Path(__file__).with_name("ws-subscribers")
+
+
+@dataclass
+class NodeSubscribers:
+    """All subscribers in one Node.js process on the `ws` library: a light client, so
+    the figure is the server's delivery more than the bench's own parsing."""
+
+    process: subprocess.Popen[str]
+    count: int
+
+    @classmethod
+    def open(cls, http_url: str, token: str, session_id: uuid.UUID, count: int) -> NodeSubscribers:
+        if not (NODE_CLIENT / "node_modules").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_CLIENT, check=True)
+        ws_url = "ws" + http_url.removeprefix("http") + "/graphql"
+        process = subprocess.Popen(
+            ["node", "subscribe.mjs", ws_url, token, str(session_id), str(count)],
+            cwd=NODE_CLIENT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdout.readline().strip() == "open"
+        return cls(process, count)
+
+    def collect(self) -> list[float]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("collect\n")
+        self.process.stdin.flush()
+        arrivals = json.loads(self.process.stdout.readline())
+        return _all_of([ms / 1000 for ms in arrivals], self.count)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("stop\n")
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def _all_of(arrivals: list[float], expected: int) -> list[float]:
+    if len(arrivals) < expected:
+        raise SystemExit(f"only {len(arrivals)} of {expected} deliveries arrived")
+    return arrivals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    parser.add_argument(
+        "--client",
+        choices=("node", "python"),
+        default="node",
+        help="subscribers in one Node.js process (ws), or in Python processes (websockets)",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=2, help="subscriber processes (--client python)"
+    )
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
     parser.add_argument(
@@ -197,6 +268,7 @@ def main() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     each = args.subscribers // args.clients
+    total = args.subscribers if args.client == "node" else each * args.clients
 
     with prepared_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         followed_session = create_session(stack.env, stack.organization)
@@ -210,20 +282,25 @@ def main() -> None:
                 without.append(run_wrk(url, script, 64, args.seconds))
                 if pair == 0:
                     idle_rss = rss_kib(pid)
-                subscribers = Subscribers.open(
-                    http_url, stack.token, followed_session, args.clients, each
+                subscribers: Group = (
+                    NodeSubscribers.open(http_url, stack.token, followed_session, total)
+                    if args.client == "node"
+                    else PythonSubscribers.open(
+                        http_url, stack.token, followed_session, args.clients, each
+                    )
                 )
                 if pair == 0:
                     open_rss = rss_kib(pid)
                     latencies = asyncio.run(
-                        commit_rounds(stack, media_id, subscribers.pipes, each, args.rounds)
+                        commit_rounds(stack, media_id, subscribers, args.rounds)
                     )
                 with_open.append(run_wrk(url, script, 64, args.seconds))
                 subscribers.close()
 
-    total = each * args.clients
     latencies.sort()
-    print(f"\n{total} subscriptions on one API process, {args.rounds} commits")
+    print(
+        f"\n{total} subscriptions on one API process ({args.client} client), {args.rounds} commits"
+    )
     print(
         f"commit -> delivery at every subscriber: p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.1f} ms, worst {latencies[-1]:.1f} ms"
