@@ -1,6 +1,7 @@
 // Unit tests of the client's own logic, with the network replaced by scripted fakes:
 // the browser end to end test (tests/e2e) runs it against the real stack.
 import assert from "node:assert/strict"
+import { File } from "node:buffer"
 import { test } from "node:test"
 
 import { createClient, MediagateError } from "../mediagate.js"
