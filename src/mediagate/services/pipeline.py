@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from minio.error import S3Error
@@ -27,6 +27,7 @@ from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
+from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
 from mediagate.processing.errors import UnacceptableMedia
@@ -103,10 +104,6 @@ class _Timings(dict[str, float]):
             self[name] = self.get(name, 0.0) + time.perf_counter() - started
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class MediaPipeline:
     def __init__(
         self,
@@ -114,7 +111,7 @@ class MediaPipeline:
         store: ObjectStore,
         scanner: ClamdScanner,
         decoders: DecoderPool,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
         scratch_root: Path | None = None,
     ) -> None:
         self._settings = settings

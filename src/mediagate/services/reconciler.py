@@ -23,12 +23,13 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.db import media_repository as repo
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
+from mediagate.domain.clock import utcnow
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.storage.object_store import ObjectStore
@@ -64,17 +65,13 @@ class Bounds:
     grace: timedelta
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Reconciler:
     def __init__(
         self,
         store: ObjectStore,
         publisher: Publisher | None,
         bounds: Bounds,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._publisher = publisher  # None: a dry run, which changes nothing

@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.auth.tokens import Principal
@@ -15,6 +15,7 @@ from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
+from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
 from mediagate.domain.status import IN_FLIGHT, MediaStatus
 from mediagate.errors import BadUserInput, Conflict, Forbidden, NotFound, ServiceUnavailable
@@ -104,17 +105,13 @@ async def delete_objects(store: ObjectStore, record: MediaRecord) -> None:
             await store.delete(key)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class UploadService:
     def __init__(
         self,
         settings: Settings,
         store: ObjectStore,
         publisher: Publisher,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
         self._store = store

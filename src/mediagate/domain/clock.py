@@ -1,0 +1,9 @@
+"""The one clock services read by default (tests pass their own)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
