@@ -252,14 +252,20 @@ def scan_baselines(source: Path, settings: Settings, scratch: Path) -> dict[str,
 
 def ffmpeg_baseline(source: Path, content_type: str, scratch: Path) -> dict[str, float]:
     """The transcode command alone versus our whole video step (probes and poster too)."""
-    from mediagate.processing.video import sanitize_video
+    from mediagate.processing.video import VideoBudget, output_size, sanitize_video
 
     found = probe(source, content_type)
-    raw_command = _convert_command(source, content_type, scratch / "raw.mp4", found, remux=False)
+    size = output_size(found.width, found.height, 1080)
+    raw_command = _convert_command(
+        source, content_type, scratch / "raw.mp4", found, remux=False, size=size
+    )
     raw = best_of(1, lambda: subprocess.run(raw_command, check=True, capture_output=True))
+    budget = VideoBudget(600, 5, 14400, 1080)
     ours = best_of(
         1,
-        lambda: sanitize_video(source, content_type, scratch / "ours.mp4", scratch / "p.jpg", 600),
+        lambda: sanitize_video(
+            source, content_type, scratch / "ours.mp4", scratch / "p.jpg", budget
+        ),
     )
     return {"raw ffmpeg command": raw, "mediagate video step": ours}
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from mediagate.domain.media_types import MediaKind
+
 T = TypeVar("T")
 
 MIB = 1024 * 1024
+# clamd reads at most 4 GB of a stream; deploy/clamav/clamd.conf sets its limits here.
+MAX_SCANNABLE_BYTES = 4000 * MIB
+# S3's smallest part (but the last).
+MIN_PART_BYTES = 5 * MIB
 
 
 class SettingsError(ValueError):
@@ -39,7 +46,9 @@ class Settings:
     clamav_host: str
     clamav_port: int
     clamav_timeout: float
-    max_upload_bytes: int
+    max_image_bytes: int
+    max_video_bytes: int
+    multipart_part_size: int
     upload_url_ttl: int
     download_url_ttl: int
     cors_allowed_origins: tuple[str, ...]
@@ -77,11 +86,19 @@ class Settings:
     worker_metrics_host: str
     worker_metrics_port: int | None
     video_time_limit: float
+    video_time_per_second: float
+    video_time_limit_max: float
+    video_max_height: int
+    job_ack_after: float
+    scratch_reserve_bytes: int
     video_memory_limit: int
     image_time_limit: float
     image_memory_limit: int
     shutdown_grace: float
     log_level: str
+
+    def max_bytes(self, kind: MediaKind) -> int:
+        return self.max_image_bytes if kind is MediaKind.IMAGE else self.max_video_bytes
 
     def public(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and diagnostics."""
@@ -189,6 +206,38 @@ def _without_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _scannable_size(value: str) -> int:
+    size = _positive_int(value)
+    if size > MAX_SCANNABLE_BYTES:
+        raise ValueError(value)
+    return size
+
+
+_SIZE_RULE = f"a byte count from 1 to {MAX_SCANNABLE_BYTES} (clamd scans at most 4 GB)"
+
+
+def _part_size(value: str) -> int:
+    size = _positive_int(value)
+    if size < MIN_PART_BYTES:
+        raise ValueError(value)
+    return size
+
+
+def _size_limits(env: _Reader) -> tuple[int, int]:
+    """MAX_IMAGE_BYTES and MAX_VIDEO_BYTES; the deprecated MAX_UPLOAD_BYTES sets both
+    where they are not set themselves."""
+    legacy = env.parsed("MAX_UPLOAD_BYTES", None, _scannable_size, _SIZE_RULE)
+    if legacy is not None:
+        warnings.warn(
+            "MAX_UPLOAD_BYTES is deprecated: set MAX_IMAGE_BYTES and MAX_VIDEO_BYTES",
+            FutureWarning,
+            stacklevel=3,
+        )
+    image = env.parsed("MAX_IMAGE_BYTES", legacy or 50 * MIB, _scannable_size, _SIZE_RULE)
+    video = env.parsed("MAX_VIDEO_BYTES", legacy or 2048 * MIB, _scannable_size, _SIZE_RULE)
+    return image, video
+
+
 def _flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -248,6 +297,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"BUCKET_EVENTS_EXCHANGE_TYPE must be direct, fanout or topic, got {exchange_type!r}"
         )
+    max_image_bytes, max_video_bytes = _size_limits(env)
+    video_time_limit = env.positive_float("VIDEO_TIME_LIMIT", 600.0)
     return Settings(
         database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
         amqp_url=amqp_url,
@@ -268,8 +319,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         jwt_org_claim=env.text("JWT_ORG_CLAIM", "org_id"),
         clamav_host=env.text("CLAMAV_HOST", "127.0.0.1"),
         clamav_port=env.positive_int("CLAMAV_PORT", 3310),
-        clamav_timeout=env.positive_float("CLAMAV_TIMEOUT", 120.0),
-        max_upload_bytes=env.positive_int("MAX_UPLOAD_BYTES", 50 * MIB),
+        clamav_timeout=env.positive_float("CLAMAV_TIMEOUT", 600.0),
+        max_image_bytes=max_image_bytes,
+        max_video_bytes=max_video_bytes,
+        multipart_part_size=env.parsed(
+            "MULTIPART_PART_SIZE", 16 * MIB, _part_size, f"at least {MIN_PART_BYTES} bytes"
+        ),
         upload_url_ttl=env.parsed("UPLOAD_URL_TTL", 300, _url_ttl, _TTL_RULE),
         download_url_ttl=env.parsed("DOWNLOAD_URL_TTL", 86400, _url_ttl, _TTL_RULE),
         cors_allowed_origins=env.parsed("CORS_ALLOWED_ORIGINS", (), _csv, "comma-separated"),
@@ -310,7 +365,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_prefetch=env.positive_int("WORKER_PREFETCH", 2),
         worker_metrics_host=env.text("WORKER_METRICS_HOST", "127.0.0.1"),
         worker_metrics_port=env.parsed("WORKER_METRICS_PORT", None, _port, "a TCP port (1-65535)"),
-        video_time_limit=env.positive_float("VIDEO_TIME_LIMIT", 600.0),
+        video_time_limit=video_time_limit,
+        video_time_per_second=env.positive_float("VIDEO_TIME_PER_SECOND", 3.0),
+        video_time_limit_max=max(
+            video_time_limit, env.positive_float("VIDEO_TIME_LIMIT_MAX", 4 * 3600.0)
+        ),
+        video_max_height=env.positive_int("VIDEO_MAX_HEIGHT", 1080),
+        job_ack_after=env.positive_float("JOB_ACK_AFTER", 300.0),
+        scratch_reserve_bytes=env.positive_int("SCRATCH_RESERVE_BYTES", 1024 * MIB),
         video_memory_limit=env.positive_int("VIDEO_MEMORY_LIMIT", 4096 * MIB),
         image_time_limit=env.positive_float("IMAGE_TIME_LIMIT", 30.0),
         image_memory_limit=env.positive_int("IMAGE_MEMORY_LIMIT", 1024 * MIB),

@@ -36,7 +36,7 @@ async def test_the_upload_policy_is_what_the_mutations_apply(
         "contentType": "image/jpeg",
         "kind": "IMAGE",
         "extensions": [".jpg", ".jpeg", ".jpe"],
-        "maxBytes": settings.max_upload_bytes,
+        "maxBytes": settings.max_image_bytes,
     }
     assert set(policy["stages"]) == STAGES and policy["defaultStage"] == "general"
     assert policy["uploadUrlExpiresIn"] == settings.upload_url_ttl

@@ -135,9 +135,9 @@ async def test_empty_upload_is_rejected_and_deleted(
 async def test_oversize_upload_is_rejected_and_deleted(
     api: httpx.AsyncClient, settings: Settings, store: ObjectStore, tenant: Tenant
 ) -> None:
-    data = JPEG_BYTES + b"\x00" * (settings.max_upload_bytes - len(JPEG_BYTES) + 1)
+    data = JPEG_BYTES + b"\x00" * (settings.max_image_bytes - len(JPEG_BYTES) + 1)
     result, _ = await _rejected(api, store, tenant, data, "image/jpeg")
-    assert f"limit is {settings.max_upload_bytes}" in result["rejectionReason"]
+    assert f"limit is {settings.max_image_bytes}" in result["rejectionReason"]
 
 
 async def test_content_type_mismatch_is_rejected_and_deleted(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mediagate.config import load_settings
+from mediagate.config import MAX_SCANNABLE_BYTES, load_settings
 from mediagate.events.topology import BUCKET_EVENTS_EXCHANGE_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +126,7 @@ def test_ports_are_bound_to_localhost_and_volumes_are_named(compose: dict[str, A
         "clamav-db",
         "prometheus-data",
         "grafana-data",
+        "worker-scratch",
     }
 
 
@@ -177,9 +178,11 @@ def test_clamd_limits_sit_above_the_upload_limit(
     def size(value: str) -> int:
         return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
 
-    limit = load_settings(_environment(compose["services"]["worker"], variables)).max_upload_bytes
+    worker = load_settings(_environment(compose["services"]["worker"], variables))
     for name in ("StreamMaxLength", "MaxFileSize", "MaxScanSize"):
-        assert size(conf[name]) > limit, name
+        # Every limit the settings accept is one clamd scans whole.
+        assert size(conf[name]) >= MAX_SCANNABLE_BYTES >= worker.max_video_bytes, name
+        assert size(conf[name]) >= worker.max_image_bytes, name
     for name in ("AlertExceedsMax", "AlertEncrypted", "AlertEncryptedArchive"):
         assert conf[name] == "yes", name
     mounts = compose["services"]["clamav"]["volumes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
 import zipfile
 from pathlib import Path
@@ -116,3 +117,19 @@ def png_bomb(size: tuple[int, int] = (10_000, 8_000)) -> bytes:
     buffer = io.BytesIO()
     Image.new("L", size).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def padded_video(path: Path, total_bytes: int) -> Path:
+    """A valid MP4 of exactly `total_bytes`: a short clip followed by a top-level `free`
+    box (which players and ffmpeg skip) that is a hole in the file, so a large input
+    costs no disk and no time to make."""
+    make_video(path, seconds=1, audio=False)
+    clip_bytes = path.stat().st_size
+    padding = total_bytes - clip_bytes
+    assert padding > 16, "the clip alone is larger than that"
+    with path.open("r+b") as stream:
+        stream.seek(clip_bytes)
+        # size 1: the real size follows as 64 bits (a box may exceed 4 GiB).
+        stream.write(struct.pack(">I4sQ", 1, b"free", padding))
+        stream.truncate(total_bytes)
+    return path

@@ -17,7 +17,8 @@ BASE = {
 
 def test_defaults() -> None:
     settings = load_settings(BASE)
-    assert settings.max_upload_bytes == 50 * 1024 * 1024
+    assert settings.max_image_bytes == 50 * 1024 * 1024
+    assert settings.max_video_bytes == 2 * 1024**3
     assert settings.upload_url_ttl == 300
     assert settings.download_url_ttl == 86400
     assert settings.s3_public_endpoint == "http://minio:9000"

@@ -11,8 +11,11 @@ from PIL import Image, ImageChops, ImageStat
 from mediagate.processing.errors import UnacceptableMedia
 from mediagate.processing.images import sanitize_image
 from mediagate.processing.sniff import check_magic
-from mediagate.processing.video import ProcessingTimeout, sanitize_video
+from mediagate.processing.video import ProcessingTimeout, VideoBudget, sanitize_video
 from tests.support import media
+
+BUDGET = VideoBudget(30, 1, 60, 1080)
+TINY_BUDGET = VideoBudget(0.01, 0, 0.01, 1080)
 
 
 def _sanitized(tmp_path: Path, name: str) -> Image.Image:
@@ -97,14 +100,14 @@ def test_playlists_and_scripts_are_refused_by_the_demuxer(
     source = tmp_path / "input"
     source.write_bytes(content)
     with pytest.raises(UnacceptableMedia):
-        sanitize_video(source, declared, tmp_path / "o.mp4", tmp_path / "p.jpg", 30)
+        sanitize_video(source, declared, tmp_path / "o.mp4", tmp_path / "p.jpg", BUDGET)
     assert not (tmp_path / "o.mp4").exists()
 
 
 def test_ffmpeg_runs_under_the_time_limit(tmp_path: Path) -> None:
     clip = media.make_video(tmp_path / "in.webm", video=["-c:v", "libvpx"], audio=False)
     with pytest.raises(ProcessingTimeout):
-        sanitize_video(clip, "video/webm", tmp_path / "o.mp4", tmp_path / "p.jpg", 0.01)
+        sanitize_video(clip, "video/webm", tmp_path / "o.mp4", tmp_path / "p.jpg", TINY_BUDGET)
 
 
 def test_mov_with_rotation_reports_displayed_dimensions(tmp_path: Path) -> None:
@@ -128,7 +131,8 @@ def test_mov_with_rotation_reports_displayed_dimensions(tmp_path: Path) -> None:
         ],
         check=True,
     )
-    result = sanitize_video(rotated, "video/quicktime", tmp_path / "o.mp4", tmp_path / "p.jpg", 30)
+    out = tmp_path / "o.mp4"
+    result = sanitize_video(rotated, "video/quicktime", out, tmp_path / "p.jpg", BUDGET)
     assert result.remuxed and (result.width, result.height) == (240, 320)
     assert Image.open(io.BytesIO((tmp_path / "p.jpg").read_bytes())).format == "JPEG"
 
@@ -144,7 +148,7 @@ def test_remux_drops_sei_user_data_where_cameras_hide_serials_and_gps(tmp_path: 
     )
     assert marker in clip.read_bytes()
     out = tmp_path / "o.mp4"
-    result = sanitize_video(clip, "video/mp4", out, tmp_path / "p.jpg", 30)
+    result = sanitize_video(clip, "video/mp4", out, tmp_path / "p.jpg", BUDGET)
     assert result.remuxed
     assert marker not in out.read_bytes()
     assert marker not in (tmp_path / "p.jpg").read_bytes()

@@ -10,11 +10,13 @@ from graphql import GraphQLResolveInfo
 from mediagate.api.context import RequestContext
 from mediagate.api.graphql.executor import Resolver
 from mediagate.db.media_repository import AuditRecord
+from mediagate.domain.multipart import Part
 from mediagate.errors import BadUserInput
 from mediagate.services import audit
 from mediagate.services.audit import AuditConnection
 from mediagate.services.live_updates import FollowerStream
 from mediagate.services.media_view import MediaView
+from mediagate.services.multipart import MultipartTicket, PartUrl
 from mediagate.services.uploads import UploadPolicy, UploadTicket
 
 
@@ -51,6 +53,77 @@ async def confirm_upload(
     principal = await context.principal()
     return await context.uploads.confirm_upload(
         principal, sessionId, fileKey, stage, alt, context.request_id
+    )
+
+
+async def start_multipart_upload(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    filename: str,
+    contentType: str,
+    size: int,
+    stage: str | None = None,
+) -> MultipartTicket:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.multipart.start(
+        principal, sessionId, filename, contentType, size, stage, context.request_id
+    )
+
+
+async def upload_part_urls(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    fileKey: str,
+    uploadId: str,
+    partNumbers: list[int],
+) -> list[PartUrl]:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.multipart.part_urls(
+        principal, sessionId, fileKey, uploadId, partNumbers
+    )
+
+
+async def uploaded_parts(
+    _source: Any, info: GraphQLResolveInfo, sessionId: uuid.UUID, fileKey: str, uploadId: str
+) -> list[Part]:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.multipart.uploaded_parts(principal, sessionId, fileKey, uploadId)
+
+
+async def uploaded_part_number(source: Part, _info: GraphQLResolveInfo) -> int:
+    return source.number
+
+
+async def complete_multipart_upload(
+    _source: Any,
+    info: GraphQLResolveInfo,
+    sessionId: uuid.UUID,
+    fileKey: str,
+    uploadId: str,
+    parts: list[dict[str, Any]],
+    stage: str | None = None,
+    alt: str | None = None,
+) -> MediaView:
+    context = _context(info)
+    principal = await context.principal()
+    claimed = [Part(part["partNumber"], part["etag"]) for part in parts]
+    return await context.uploads.multipart.complete(
+        principal, sessionId, fileKey, uploadId, claimed, stage, alt, context.request_id
+    )
+
+
+async def abort_multipart_upload(
+    _source: Any, info: GraphQLResolveInfo, sessionId: uuid.UUID, fileKey: str, uploadId: str
+) -> MediaView:
+    context = _context(info)
+    principal = await context.principal()
+    return await context.uploads.multipart.abort(
+        principal, sessionId, fileKey, uploadId, context.request_id
     )
 
 
@@ -119,6 +192,12 @@ RESOLVERS: dict[str, Resolver] = {
     "Mutation.getUploadUrl": get_upload_url,
     "Mutation.confirmUpload": confirm_upload,
     "Mutation.deleteMedia": delete_media,
+    "Mutation.startMultipartUpload": start_multipart_upload,
+    "Mutation.uploadPartUrls": upload_part_urls,
+    "Mutation.completeMultipartUpload": complete_multipart_upload,
+    "Mutation.abortMultipartUpload": abort_multipart_upload,
+    "Query.uploadedParts": uploaded_parts,
+    "UploadedPart.partNumber": uploaded_part_number,
     "Query.media": media,
     "Query.sessionMedia": session_media,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -43,6 +43,13 @@ class MediaRecord:
     height: int | None
     duration_seconds: float | None
     crashed_attempts: int
+    upload_id: str | None
+    declared_size: int | None
+    part_size: int | None
+
+    @property
+    def multipart(self) -> bool:
+        return self.upload_id is not None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> MediaRecord:
@@ -107,6 +114,7 @@ async def insert_pending(
     uploaded_by: uuid.UUID,
     upload_expires_at: datetime,
     request_id: str | None = None,
+    multipart: MultipartColumns | None = None,
 ) -> uuid.UUID | None:
     """Insert a PENDING_UPLOAD row if the session belongs to the organization, else None.
 
@@ -125,15 +133,28 @@ async def insert_pending(
         uploaded_by,
         upload_expires_at,
         request_id,
+        *(multipart or _SINGLE_PUT),
     )
 
+
+@dataclass(frozen=True, slots=True)
+class MultipartColumns:
+    upload_id: str
+    declared_size: int
+    part_size: int
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.upload_id, self.declared_size, self.part_size))
+
+
+_SINGLE_PUT = (None, None, None)
 
 _INSERT_PENDING = """
 INSERT INTO session_media (
   session_id, file_key, original_filename, content_type, stage, uploaded_by, upload_expires_at,
-  changed_by, change_ref
+  changed_by, change_ref, upload_id, declared_size, part_size
 )
-SELECT s.id, $3, $4, $5, $6, $7::uuid, $8, 'user:' || $7::uuid::text, $9
+SELECT s.id, $3, $4, $5, $6, $7::uuid, $8, 'user:' || $7::uuid::text, $9, $10, $11, $12
 FROM garage_sessions s
 WHERE s.id = $1 AND s.organization_id = $2
 RETURNING id
@@ -237,6 +258,31 @@ async def transition(
         .returning(*_COLUMNS)
     )
     return MediaRecord.from_row(rows[0]) if rows else None
+
+
+async def extend_upload_window(media_id: uuid.UUID, expires_at: datetime) -> bool:
+    """Push a PENDING_UPLOAD row's URL expiry to `expires_at` (fresh part URLs were
+    issued); False when the row is not PENDING_UPLOAD any more."""
+    rows = await (
+        SessionMedia.update(
+            {SessionMedia.upload_expires_at: expires_at, SessionMedia.updated_at: datetime.now(UTC)}
+        )
+        .where(
+            (SessionMedia.id == media_id)
+            & (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
+        )
+        .returning(SessionMedia.id)
+    )
+    return bool(rows)
+
+
+async def pending_upload_ids(upload_ids: list[str]) -> set[str]:
+    """Which of these multipart upload ids belong to rows still PENDING_UPLOAD."""
+    rows = await SessionMedia.select(SessionMedia.upload_id).where(
+        SessionMedia.upload_id.is_in(upload_ids)
+        & (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
+    )
+    return {row["upload_id"] for row in rows}
 
 
 async def record_confirmation(

@@ -55,6 +55,10 @@ class SessionMedia(Table, tablename="session_media"):
     height = Integer(null=True, default=None)
     duration_seconds = DoublePrecision(null=True, default=None)
     crashed_attempts = Integer(default=0)
+    # Multipart uploads only: the store's upload id, the declared size, the part size.
+    upload_id = Text(null=True, default=None)
+    declared_size = BigInt(null=True, default=None)
+    part_size = BigInt(null=True, default=None)
     # The last writer, copied into audit_events by trigger (see piccolo_migrations).
     changed_by = Text(null=True, default=None)
     change_ref = Text(null=True, default=None)

@@ -61,6 +61,14 @@ def normalise_stage(stage: str | None) -> str:
     return stage
 
 
+def check_declared_size(size: int, media: MediaType, max_bytes: int) -> int:
+    if not 0 < size <= max_bytes:
+        raise BadUserInput(
+            f"size must be from 1 to {max_bytes} bytes for {media.kind.value}s", field="size"
+        )
+    return size
+
+
 def validate_alt(alt: str | None) -> str | None:
     if alt is not None and (len(alt) > MAX_ALT_CHARS or any(_is_control(c) for c in alt)):
         raise BadUserInput(
@@ -80,9 +88,13 @@ class StoredObject:
 
 
 def rejection_reason(
-    stored: StoredObject, declared_type: str, max_bytes: int, url_expires_at: datetime
+    stored: StoredObject, declared_type: str, max_bytes: int, url_expires_at: datetime | None
 ) -> str | None:
-    """Why an uploaded object must be rejected, or None when it is acceptable."""
+    """Why an uploaded object must be rejected, or None when it is acceptable.
+
+    `url_expires_at` is None for a multipart upload: the service itself completed it,
+    so when the object appeared says nothing about the URLs.
+    """
     if stored.size == 0:
         return "the uploaded file is empty"
     if stored.size > max_bytes:
@@ -90,6 +102,6 @@ def rejection_reason(
     actual_type = stored.content_type.split(";", 1)[0].strip().lower()
     if actual_type != declared_type:
         return f"the upload was sent as {actual_type or 'no type'}, not {declared_type}"
-    if stored.last_modified > url_expires_at + CLOCK_SKEW:
+    if url_expires_at is not None and stored.last_modified > url_expires_at + CLOCK_SKEW:
         return "the file was written after the upload URL expired"
     return None

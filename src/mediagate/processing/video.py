@@ -20,6 +20,8 @@ import ffmpeg
 from mediagate.processing.errors import UnacceptableMedia
 
 PROBE_TIMEOUT = 60.0
+# Larger frames than 8K UHD are refused before any is decoded.
+MAX_INPUT_PIXELS = 7680 * 4320
 POSTER_QUALITY = 3  # ffmpeg's -q:v scale for MJPEG: 2 (best) .. 31 (worst)
 _DEMUXERS = {"video/mp4": "mov", "video/quicktime": "mov", "video/webm": "matroska"}
 _SAFE_INPUT = {"protocol_whitelist": "file"}
@@ -28,6 +30,22 @@ _QUIET = ("-nostdin", "-hide_banner", "-loglevel", "error")
 
 class ProcessingTimeout(UnacceptableMedia):
     """ffmpeg ran past the time limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoBudget:
+    """How long ffmpeg may run on one video: `base_seconds` plus `per_media_second` for
+    each second the video lasts, at most `max_seconds`; and the output's frame size."""
+
+    base_seconds: float
+    per_media_second: float
+    max_seconds: float
+    # The shorter side of the output frame (1080: a 4K video becomes 1080p, a portrait
+    # one 1080x1920).
+    max_height: int
+
+    def seconds_for(self, duration: float) -> float:
+        return min(self.base_seconds + self.per_media_second * duration, self.max_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +109,8 @@ def _parse_probe(report: dict[str, Any], declared_type: str) -> _Probe:
     if video is None or not video.get("width") or not video.get("height"):
         raise UnacceptableMedia(f"the file has no video stream {declared_type} can carry")
     width, height = int(video["width"]), int(video["height"])
+    if width * height > MAX_INPUT_PIXELS:
+        raise UnacceptableMedia(f"the video's frames ({width}x{height}) are larger than 8K")
     if _rotation(video) % 180 == 90:
         width, height = height, width
     duration = float(report.get("format", {}).get("duration") or video.get("duration") or 0)
@@ -111,23 +131,41 @@ def _rotation(stream: dict[str, Any]) -> int:
 
 
 def sanitize_video(
-    source: Path, declared_type: str, destination: Path, poster: Path, time_limit: float
+    source: Path, declared_type: str, destination: Path, poster: Path, budget: VideoBudget
 ) -> VideoResult:
     """Write a clean MP4 and a JPEG poster frame; raise UnacceptableMedia on bad input."""
     found = probe(source, declared_type)
+    time_limit = budget.seconds_for(found.duration_seconds)
+    scaled = output_size(found.width, found.height, budget.max_height)
     remux = (
         _DEMUXERS[declared_type] == "mov"
         and found.video_codec == "h264"
         and found.audio_codec in (None, "aac")
+        and scaled == (found.width, found.height)
     )
-    _run(_convert_command(source, declared_type, destination, found, remux), time_limit)
+    command = _convert_command(source, declared_type, destination, found, remux, scaled)
+    _run(command, time_limit)
     result = probe(destination, "video/mp4")
     _run(_poster_command(destination, poster, result.duration_seconds), time_limit)
     return VideoResult(result.width, result.height, result.duration_seconds, remux)
 
 
+def output_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    """The frame scaled so its shorter side is at most `max_height`, both sides even
+    (H.264 with 4:2:0 chroma needs them so)."""
+    factor = min(1.0, max_height / min(width, height))
+    if factor == 1.0:
+        return width, height
+    return max(2, round(width * factor / 2) * 2), max(2, round(height * factor / 2) * 2)
+
+
 def _convert_command(
-    source: Path, declared_type: str, destination: Path, found: _Probe, remux: bool
+    source: Path,
+    declared_type: str,
+    destination: Path,
+    found: _Probe,
+    remux: bool,
+    size: tuple[int, int],
 ) -> list[str]:
     stream = ffmpeg.input(f"file:{source}", f=_DEMUXERS[declared_type], **_SAFE_INPUT)
     streams = [stream["v:0"]] + ([stream["a:0"]] if found.audio_codec else [])
@@ -141,7 +179,8 @@ def _convert_command(
             "preset": "veryfast",
             "crf": 23,
             "pix_fmt": "yuv420p",
-            "vf": "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            # After the rotation ffmpeg applies, as probe's width and height are.
+            "vf": f"scale={size[0] // 2 * 2}:{size[1] // 2 * 2}",
             "a53cc": 0,  # libx264 would carry the input's closed-caption side data over
             "acodec": "aac",
             "audio_bitrate": "128k",

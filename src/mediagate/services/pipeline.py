@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from minio.error import S3Error
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
-from mediagate.domain import keys, validation
+from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
@@ -34,9 +36,10 @@ from mediagate.processing.errors import UnacceptableMedia
 from mediagate.processing.images import check_decoding_cost, sanitize_image
 from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
-from mediagate.processing.video import sanitize_video
+from mediagate.processing.video import VideoBudget, sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
 from mediagate.services.scratch import job_scratch
+from mediagate.services.uploads import upload_problem
 from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ class Retry:
     """A transient failure: try again later."""
 
     reason: str
+    # Not the file's fault and not worth giving up on (no scratch space): retried at the
+    # longest delay for as long as it lasts, never parked.
+    until_fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,10 @@ class _Output:
     height: int
     poster: Path | None = None
     duration_seconds: float | None = None
+
+
+class _NoScratchSpace(Exception):
+    """Too little free disk for this job now; another worker or a later try may have it."""
 
 
 class _Rejected(Exception):
@@ -124,12 +134,19 @@ class MediaPipeline:
             settings.image_memory_limit,
             "the image",
         )
-        # ffmpeg's threads share one CPU budget: allow every core for the whole time.
+        # ffmpeg stops at the limit its video's duration earns (VideoBudget); this is
+        # the backstop. Its threads share one CPU budget: every core for the whole time.
         self._video_limits = Limits(
-            settings.video_time_limit,
-            settings.video_time_limit * (os.cpu_count() or 1),
+            settings.video_time_limit_max,
+            settings.video_time_limit_max * (os.cpu_count() or 1),
             settings.video_memory_limit,
             "the video",
+        )
+        self._video_budget = VideoBudget(
+            settings.video_time_limit,
+            settings.video_time_per_second,
+            settings.video_time_limit_max,
+            settings.video_max_height,
         )
         self._clock = clock
         self._scratch_root = scratch_root  # None: the system's temp directory
@@ -144,6 +161,9 @@ class MediaPipeline:
                 if not locked:
                     return Done("another worker is processing this upload")
                 return await self._process(file_key, attempt, redelivered, actor)
+        except _NoScratchSpace as error:
+            log.warning("not enough scratch space", extra={"key": file_key, "error": str(error)})
+            return Retry(str(error), until_fixed=True)
         except ScannerUnavailable as error:
             log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
             if not last_attempt:
@@ -227,9 +247,7 @@ class MediaPipeline:
         stored = await self._store.head(record.file_key)
         if stored is None:
             return None
-        reason = validation.rejection_reason(
-            stored, record.content_type, self._settings.max_upload_bytes, record.upload_expires_at
-        )
+        reason = upload_problem(self._settings, record, stored)
         if reason is not None:
             log.warning("orphan upload rejected", extra={"key": record.file_key, "reason": reason})
             raise _Rejected(reason)
@@ -245,6 +263,7 @@ class MediaPipeline:
     async def _scan_and_sanitize(
         self, record: MediaRecord, timings: _Timings, actor: Actor
     ) -> Outcome:
+        self._check_scratch_space(record)
         with job_scratch(self._scratch_root) as scratch:
             original = scratch / "original"
             record = await self._move(record, MediaStatus.SCANNING, actor)
@@ -282,6 +301,18 @@ class MediaPipeline:
         )
         return Done("completed", dict(timings), "completed")
 
+    def _check_scratch_space(self, record: MediaRecord) -> None:
+        """Room for the original and its processed copy (at most about as large), with
+        the reserve left free; the size is the store's, or the limit if unknown."""
+        size = record.file_size or self._max_bytes(record)
+        free = shutil.disk_usage(self._scratch_root or tempfile.gettempdir()).free
+        needed = 2 * size + self._settings.scratch_reserve_bytes
+        if free < needed:
+            raise _NoScratchSpace(f"{free} bytes free for scratch, {needed} needed")
+
+    def _max_bytes(self, record: MediaRecord) -> int:
+        return self._settings.max_bytes(MEDIA_TYPES[record.content_type].kind)
+
     async def _move(self, record: MediaRecord, target: MediaStatus, actor: Actor) -> MediaRecord:
         moved = await repo.transition(record.id, target, actor=actor)
         if moved is None:
@@ -289,14 +320,11 @@ class MediaPipeline:
         return moved
 
     async def _download(self, record: MediaRecord, destination: Path) -> str:
+        limit = self._max_bytes(record)
         try:
-            download = await self._store.download(
-                record.file_key, destination, self._settings.max_upload_bytes
-            )
+            download = await self._store.download(record.file_key, destination, limit)
         except ObjectTooLarge:
-            raise _Rejected(
-                f"the file is larger than {self._settings.max_upload_bytes} bytes"
-            ) from None
+            raise _Rejected(f"the file is larger than {limit} bytes") from None
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject"):
                 raise _Rejected("the uploaded file is no longer in storage") from None
@@ -324,7 +352,7 @@ class MediaPipeline:
         poster = scratch / "poster.jpg"
         video = await self._decoders.call(
             sanitize_video,
-            (original, record.content_type, processed, poster, self._settings.video_time_limit),
+            (original, record.content_type, processed, poster, self._video_budget),
             self._video_limits,
         )
         return _Output(

@@ -4,10 +4,16 @@ the store and with the clock, puts right what can be put right, and reports the 
 - Rows a worker should have moved on (UPLOADED, SCANNING, PROCESSING untouched for
   `stuck_after`) get their job again, unless a worker holds the upload's lock (a job
   running is never doubled). The row's clock restarts and the audit log says so.
+  A row found SCANNING or PROCESSING so means its worker died mid-way (a long job's
+  message is acked early, so no redelivery counts it): after MAX_CRASHED_ATTEMPTS it
+  is parked as SCAN_FAILED, like a file that keeps killing workers on redelivery.
 - PENDING_UPLOAD past its URL's expiry (plus `grace`): with an object, it is processed
   as if its event had come (the worker rejects and deletes one written too late); with
-  none, it is closed as REJECTED. A final state rather than a removal: a client still
-  polling learns why, and the row keeps its history.
+  none, it is closed as REJECTED (a multipart upload is aborted in the store first). A
+  final state rather than a removal: a client still polling learns why, and the row
+  keeps its history.
+- Multipart uploads open in the store under sessions/ for longer than `grace` with no
+  PENDING_UPLOAD row are aborted (the store's own stale-upload expiry is the backstop).
 - Objects under sessions/ with no row, and under processed/ that no COMPLETED row
   points at, older than `grace`, are deleted and logged.
 - COMPLETED rows whose processed copy or poster is missing are reported (log and
@@ -27,11 +33,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.db import media_repository as repo
+from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
+from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS
+from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,9 @@ PAGE = 1000
 ROWS_PER_RUN = 1000
 LOCK_NAME = "mediagate:reconciler"
 NEVER_UPLOADED = "no file was uploaded before the upload URL expired"
+NEVER_COMPLETED = "the multipart upload was not completed before its part URLs expired"
+# Open multipart uploads looked at per run.
+OPEN_UPLOADS_PER_RUN = 10_000
 
 
 class Publisher(Protocol):
@@ -52,6 +64,8 @@ class Findings:
     requeued_stuck: list[str] = field(default_factory=list)
     expired_processed: list[str] = field(default_factory=list)
     expired_closed: list[str] = field(default_factory=list)
+    crashed_parked: list[str] = field(default_factory=list)
+    multipart_aborted: list[str] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)
     completed_missing_object: list[str] = field(default_factory=list)
 
@@ -74,6 +88,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
+        self._multipart = MultipartUploads(store)
         self._publisher = publisher  # None: a dry run, which changes nothing
         self._bounds = bounds
         self._clock = clock
@@ -89,6 +104,7 @@ class Reconciler:
         await self._requeue_stuck(now, findings)
         await self._settle_expired(now, findings)
         await self._sweep_uploads(now, findings)
+        await self._sweep_multipart(now, findings)
         await self._sweep_outputs(now, findings)
         self._report(findings)
         return findings
@@ -98,8 +114,25 @@ class Reconciler:
             async with repo.advisory_lock(record.file_key) as free:
                 if not free:
                     continue  # its job is running right now
+            if record.status is not MediaStatus.UPLOADED and await self._park_if_crashing(record):
+                findings.crashed_parked.append(record.file_key)
+                continue
             findings.requeued_stuck.append(record.file_key)
             await self._queue(record.id, record.file_key, record.session_id)
+
+    async def _park_if_crashing(self, record: MediaRecord) -> bool:
+        if self._dry:
+            return record.crashed_attempts + 1 >= MAX_CRASHED_ATTEMPTS
+        crashes = await repo.count_crash(record.id)
+        if crashes < MAX_CRASHED_ATTEMPTS:
+            return False
+        await repo.transition(
+            record.id,
+            MediaStatus.SCAN_FAILED,
+            actor=self._actor,
+            rejection_reason=f"processing stopped {crashes} times midway; kept for review",
+        )
+        return True
 
     async def _settle_expired(self, now: datetime, findings: Findings) -> None:
         for record in await repo.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):
@@ -108,14 +141,17 @@ class Reconciler:
                 await self._queue(record.id, record.file_key, record.session_id)
                 continue
             findings.expired_closed.append(record.file_key)
-            if not self._dry:
-                await repo.transition(
-                    record.id,
-                    MediaStatus.REJECTED,
-                    actor=self._actor,
-                    only_from=MediaStatus.PENDING_UPLOAD,
-                    rejection_reason=NEVER_UPLOADED,
-                )
+            if self._dry:
+                continue
+            if record.upload_id is not None:
+                await self._multipart.abort(record.file_key, record.upload_id)
+            await repo.transition(
+                record.id,
+                MediaStatus.REJECTED,
+                actor=self._actor,
+                only_from=MediaStatus.PENDING_UPLOAD,
+                rejection_reason=NEVER_COMPLETED if record.multipart else NEVER_UPLOADED,
+            )
 
     async def _queue(self, media_id: uuid.UUID, file_key: str, session_id: uuid.UUID) -> None:
         if self._publisher is None:
@@ -132,6 +168,26 @@ class Reconciler:
             for key, modified in page:
                 if key not in known and modified < now - self._bounds.grace:
                     await self._delete_orphan(key, findings)
+
+    async def _sweep_multipart(self, now: datetime, findings: Findings) -> None:
+        """Multipart uploads in the store that no open row knows (a start whose row was
+        never written, a row closed while its abort failed)."""
+        uploads = await self._multipart.open_uploads(keys.UPLOADS_PREFIX, OPEN_UPLOADS_PER_RUN)
+        stale = [
+            upload
+            for upload in uploads
+            if upload.initiated is None or upload.initiated < now - self._bounds.grace
+        ]
+        if not stale:
+            return
+        wanted = await repo.pending_upload_ids([upload.upload_id for upload in stale])
+        for upload in stale:
+            if upload.upload_id in wanted:
+                continue
+            findings.multipart_aborted.append(upload.key)
+            if not self._dry:
+                await self._multipart.abort(upload.key, upload.upload_id)
+                log.warning("orphan multipart upload aborted", extra={"key": upload.key})
 
     async def _sweep_outputs(self, now: datetime, findings: Findings) -> None:
         """Objects under processed/ against COMPLETED rows' outputs, both in key order:

@@ -18,9 +18,12 @@ from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
 from mediagate.domain.status import IN_FLIGHT, MediaStatus
-from mediagate.errors import BadUserInput, Conflict, Forbidden, NotFound, ServiceUnavailable
+from mediagate.domain.validation import StoredObject
+from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
 from mediagate.events.messages import ProcessJob
+from mediagate.services.access import authorize_session
 from mediagate.services.media_view import MediaView, to_view
+from mediagate.services.multipart import MultipartService
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class UploadPolicy:
     max_alt_chars: int
     upload_url_expires_in: int
     download_url_expires_in: int
+    multipart_part_size: int
 
 
 def upload_policy(settings: Settings) -> UploadPolicy:
@@ -85,7 +89,10 @@ def upload_policy(settings: Settings) -> UploadPolicy:
     return UploadPolicy(
         content_types=tuple(
             ContentTypePolicy(
-                media.content_type, media.kind.name, media.extensions, settings.max_upload_bytes
+                media.content_type,
+                media.kind.name,
+                media.extensions,
+                settings.max_bytes(media.kind),
             )
             for media in MEDIA_TYPES.values()
         ),
@@ -95,6 +102,17 @@ def upload_policy(settings: Settings) -> UploadPolicy:
         max_alt_chars=validation.MAX_ALT_CHARS,
         upload_url_expires_in=settings.upload_url_ttl,
         download_url_expires_in=settings.download_url_ttl,
+        multipart_part_size=settings.multipart_part_size,
+    )
+
+
+def upload_problem(settings: Settings, record: MediaRecord, stored: StoredObject) -> str | None:
+    """Why the object stored for this row must be rejected, or None."""
+    return validation.rejection_reason(
+        stored,
+        record.content_type,
+        settings.max_bytes(MEDIA_TYPES[record.content_type].kind),
+        None if record.multipart else record.upload_expires_at,
     )
 
 
@@ -119,6 +137,9 @@ class UploadService:
         self._clock = clock
         self._known_users: set[Principal] = set()
         self.policy = upload_policy(settings)
+        self.multipart = MultipartService(
+            settings, store, self.ensure_user, self.confirm_upload, clock
+        )
 
     async def request_upload(
         self,
@@ -132,7 +153,7 @@ class UploadService:
         media_type = validation.parse_content_type(content_type)
         extension = validation.validate_filename(filename, media_type)
         stage_name = validation.normalise_stage(stage)
-        await self._ensure_user(principal)
+        await self.ensure_user(principal)
 
         ttl = self._settings.upload_url_ttl
         now = self._clock()
@@ -149,7 +170,7 @@ class UploadService:
             request_id=request_id,
         )
         if inserted is None:
-            await self._authorize_session(principal, session_id)  # raises the precise error
+            await authorize_session(principal, session_id)  # raises the precise error
             raise NotFound("session not found")
         upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
         return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
@@ -166,7 +187,7 @@ class UploadService:
         actor = Actor.user(principal.user_id, request_id)
         stage_name = validation.normalise_stage(stage) if stage is not None else None
         alt = validation.validate_alt(alt)
-        await self._authorize_session(principal, session_id)
+        await authorize_session(principal, session_id)
         record = await repo.find_in_session(file_key, session_id, principal.organization_id)
         if record is None:
             raise NotFound("media not found")
@@ -176,9 +197,7 @@ class UploadService:
         stored = await self._store.head(file_key)
         if stored is None:
             raise BadUserInput("the file was not found in storage; upload it first")
-        reason = validation.rejection_reason(
-            stored, record.content_type, self._settings.max_upload_bytes, record.upload_expires_at
-        )
+        reason = upload_problem(self._settings, record, stored)
         if reason is not None:
             return self._confirmation_view(await self._reject(record, reason, stored.size, actor))
         return self._confirmation_view(
@@ -278,7 +297,7 @@ class UploadService:
         self, principal: Principal, session_id: uuid.UUID, stage: str | None
     ) -> list[MediaView]:
         stage_name = validation.normalise_stage(stage) if stage is not None else None
-        await self._authorize_session(principal, session_id)
+        await authorize_session(principal, session_id)
         return [
             self._view(record) for record in await repo.list_session_media(session_id, stage_name)
         ]
@@ -302,14 +321,7 @@ class UploadService:
             record, url=self._store.presign_get(record.processed_key, ttl, now), poster_url=poster
         )
 
-    async def _authorize_session(self, principal: Principal, session_id: uuid.UUID) -> None:
-        organization = await repo.session_organization(session_id)
-        if organization is None:
-            raise NotFound("session not found")
-        if organization != principal.organization_id:
-            raise Forbidden("access denied")
-
-    async def _ensure_user(self, principal: Principal) -> None:
+    async def ensure_user(self, principal: Principal) -> None:
         """Users from the identity provider get a row on first use (uploaded_by references it)."""
         if principal in self._known_users:
             return

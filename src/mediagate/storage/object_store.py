@@ -85,6 +85,19 @@ class ObjectStore:
             "PUT", self.bucket, key, expires=ttl, request_date=now
         )
 
+    def presign_upload_part(
+        self, key: str, upload_id: str, part_number: int, ttl: timedelta, now: datetime
+    ) -> str:
+        """A PUT URL for one part of a multipart upload, signed like presign_put's."""
+        return self._upload_signer.get_presigned_url(
+            "PUT",
+            self.bucket,
+            key,
+            expires=ttl,
+            request_date=now,
+            extra_query_params={"partNumber": str(part_number), "uploadId": upload_id},
+        )
+
     def presign_get(self, key: str, ttl: timedelta, now: datetime) -> str:
         return self._signer.get_presigned_url(
             "GET", self.bucket, key, expires=ttl, request_date=now

@@ -181,6 +181,8 @@ _UPLOAD_CREDENTIAL_DENIED = (
     "s3:DeleteObjectVersion",
     "s3:ListBucket",
     "s3:ListBucketMultipartUploads",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
 )
 # What a store without MinIO's admin API answers on its path.
 _NOT_AN_ADMIN_API = frozenset({"400", "404", "405", "501"})

@@ -119,16 +119,26 @@ class MediaConsumer:
             log.info(
                 "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
             )
-        outcome = worst(
-            [
-                await self._outcome(item.file_key, attempt, bool(message.redelivered))
-                for item in parsed.items
-            ]
+        work = asyncio.ensure_future(
+            self._outcomes([item.file_key for item in parsed.items], attempt, message)
         )
+        leased = not (await asyncio.wait({work}, timeout=self._settings.job_ack_after))[0]
+        if leased:
+            # RabbitMQ takes a delivery back from a consumer that holds it past its
+            # consumer timeout (30 min by default) and hands it to another worker. A long
+            # job lets go of its message instead and keeps its lease: the upload's
+            # advisory lock, which the reconciler respects; should this worker die, the
+            # lock goes with it and the reconciler queues the job again.
+            await message.ack()
+            log.info("long job: message acked, the job holds its lease")
+        outcome = await work
         if isinstance(outcome, Retry):
             delays = self._settings.retry_delays_ms
+            next_attempt = attempt + 1
+            if outcome.until_fixed:
+                next_attempt = min(next_attempt, len(delays) - 1)
             queue = retry_queue_name(self._settings, delays[min(attempt, len(delays) - 1)])
-            await self._republish(message, queue, attempt + 1, outcome.reason)
+            await self._republish(message, queue, next_attempt, outcome.reason)
             self._metrics.retries.inc()
         elif isinstance(outcome, DeadLetter):
             await self._republish(
@@ -137,10 +147,18 @@ class MediaConsumer:
             self._metrics.dead_letters.inc()
         else:
             self._metrics.finished(outcome.result, outcome.timings)
-        await message.ack()
+        if not leased:
+            await message.ack()
         for item in parsed.items:
             if (job := self._jobs.get(item.file_key)) is not None and job.done():
                 self._forget(item.file_key, job)
+
+    async def _outcomes(
+        self, file_keys: list[str], attempt: int, message: AbstractIncomingMessage
+    ) -> Outcome:
+        return worst(
+            [await self._outcome(key, attempt, bool(message.redelivered)) for key in file_keys]
+        )
 
     async def _republish(
         self, message: AbstractIncomingMessage, queue: str, attempt: int, reason: str

@@ -6,7 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from graphql import GraphQLError, GraphQLScalarType, GraphQLSchema, StringValueNode, ValueNode
+from graphql import (
+    GraphQLError,
+    GraphQLScalarType,
+    GraphQLSchema,
+    IntValueNode,
+    StringValueNode,
+    ValueNode,
+)
 
 
 def _parse_uuid(value: Any) -> uuid.UUID:
@@ -30,10 +37,30 @@ def _serialize_datetime(value: Any) -> str:
     return value.isoformat()
 
 
+_LONG_MAX = 2**63 - 1
+# JSON numbers above 2^53 lose precision in JavaScript: a client may send a decimal string.
+_DIGITS = frozenset("0123456789")
+
+
 def _serialize_long(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise GraphQLError("Long must be an integer")
     return value
+
+
+def _parse_long(value: Any) -> int:
+    digits = value.removeprefix("-") if isinstance(value, str) else ""
+    if 0 < len(digits) <= 19 and set(digits) <= _DIGITS:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _LONG_MAX:
+        raise GraphQLError("Long must be a 64-bit integer (a number or a decimal string)")
+    return value
+
+
+def _parse_long_literal(node: ValueNode, _variables: Any = None) -> int:
+    if not isinstance(node, IntValueNode | StringValueNode):
+        raise GraphQLError("Long must be a 64-bit integer (a number or a decimal string)")
+    return _parse_long(int(node.value) if isinstance(node, IntValueNode) else node.value)
 
 
 def bind_scalars(schema: GraphQLSchema) -> None:
@@ -48,3 +75,5 @@ def bind_scalars(schema: GraphQLSchema) -> None:
     long_type = schema.type_map["Long"]
     assert isinstance(long_type, GraphQLScalarType)
     long_type.serialize = _serialize_long  # type: ignore[method-assign]
+    long_type.parse_value = _parse_long  # type: ignore[method-assign]
+    long_type.parse_literal = _parse_long_literal  # type: ignore[method-assign,assignment]
