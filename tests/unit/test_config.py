@@ -114,3 +114,26 @@ def test_an_upload_principal_needs_the_services_principal_too() -> None:
         "S3_SERVICE_PRINCIPAL": "arn:aws:iam:::user/svc",
     }
     assert load_settings(both).s3_service_principal == "arn:aws:iam:::user/svc"
+
+
+def test_max_upload_bytes_is_a_deprecated_alias_for_both_limits() -> None:
+    with pytest.warns(FutureWarning, match="MAX_UPLOAD_BYTES is deprecated"):
+        both = load_settings({**BASE, "MAX_UPLOAD_BYTES": "1000"})
+    assert (both.max_image_bytes, both.max_video_bytes) == (1000, 1000)
+    with pytest.warns(FutureWarning):
+        mixed = load_settings({**BASE, "MAX_UPLOAD_BYTES": "1000", "MAX_VIDEO_BYTES": "5000"})
+    assert (mixed.max_image_bytes, mixed.max_video_bytes) == (1000, 5000)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_VIDEO_BYTES", str(4000 * 1024 * 1024 + 1)),  # clamd scans at most 4 GB
+        ("MAX_IMAGE_BYTES", "0"),
+        ("MAX_UPLOAD_BYTES", "5G"),
+        ("MULTIPART_PART_SIZE", str(5 * 1024 * 1024 - 1)),  # S3's smallest part
+    ],
+)
+def test_sizes_out_of_range_are_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, name: value})

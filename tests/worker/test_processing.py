@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 from mediagate.processing.errors import UnacceptableMedia
 from mediagate.processing.images import sanitize_image
 from mediagate.processing.sniff import check_magic
-from mediagate.processing.video import ProcessingTimeout, VideoBudget, sanitize_video
+from mediagate.processing.video import ProcessingTimeout, VideoBudget, probe, sanitize_video
 from tests.support import media
 
 BUDGET = VideoBudget(30, 1, 60, 1080)
@@ -152,3 +152,57 @@ def test_remux_drops_sei_user_data_where_cameras_hide_serials_and_gps(tmp_path: 
     assert result.remuxed
     assert marker not in out.read_bytes()
     assert marker not in (tmp_path / "p.jpg").read_bytes()
+
+
+def _hevc_4k(path: Path, size: str = "3840x2160") -> Path:
+    return media.make_video(
+        path,
+        size=size,
+        seconds=0.4,
+        audio=False,
+        video=["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "codec", "expected"),
+    [
+        ("3840x2160", "hevc", (1920, 1080)),
+        ("3840x2160", "h264", (1920, 1080)),  # H.264 that would be remuxed is scaled too
+        ("2160x3840", "hevc", (1080, 1920)),  # portrait: the shorter side is capped
+        ("1280x720", "h264", (1280, 720)),  # below the cap: remuxed, untouched
+    ],
+)
+def test_output_is_capped_at_the_configured_height(
+    tmp_path: Path, size: str, codec: str, expected: tuple[int, int]
+) -> None:
+    source = tmp_path / "in.mp4"
+    if codec == "hevc":
+        _hevc_4k(source, size)
+    else:
+        media.make_video(source, size=size, seconds=0.4, audio=False)
+    out = tmp_path / "o.mp4"
+    result = sanitize_video(source, "video/mp4", out, tmp_path / "p.jpg", BUDGET)
+    assert (result.width, result.height) == expected
+    assert result.remuxed is (size == "1280x720")
+    stream = probe(out, "video/mp4")
+    assert stream.video_codec == "h264" and (stream.width, stream.height) == expected
+
+
+def test_the_time_limit_grows_with_the_duration(tmp_path: Path) -> None:
+    """No base time at all: only the seconds the video lasts earn ffmpeg its time."""
+    clip = media.make_video(tmp_path / "in.webm", video=["-c:v", "libvpx"], seconds=2, audio=False)
+    earned = VideoBudget(base_seconds=0.0, per_media_second=30, max_seconds=120, max_height=1080)
+    assert earned.seconds_for(2.0) == 60
+    result = sanitize_video(clip, "video/webm", tmp_path / "o.mp4", tmp_path / "p.jpg", earned)
+    assert result.duration_seconds == pytest.approx(2, abs=0.1)
+    capped = VideoBudget(base_seconds=0.0, per_media_second=30, max_seconds=0.01, max_height=1080)
+    with pytest.raises(ProcessingTimeout):
+        sanitize_video(clip, "video/webm", tmp_path / "o2.mp4", tmp_path / "p2.jpg", capped)
+
+
+def test_frames_larger_than_8k_are_refused_before_decoding(tmp_path: Path) -> None:
+    source = media.make_video(tmp_path / "in.mp4", size="8200x4400", seconds=0.08, audio=False)
+    with pytest.raises(UnacceptableMedia, match="larger than 8K"):
+        sanitize_video(source, "video/mp4", tmp_path / "o.mp4", tmp_path / "p.jpg", BUDGET)
+    assert not (tmp_path / "o.mp4").exists()

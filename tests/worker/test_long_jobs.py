@@ -1,0 +1,152 @@
+"""A job that runs longer than RabbitMQ's consumer timeout is not taken back from its
+worker: on a broker of our own with the timeout at 2 seconds (30 minutes by default), a
+job held for longer keeps its delivery acked and its channel open, and ends COMPLETED."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from mediagate.config import Settings, load_settings
+from mediagate.domain.status import MediaStatus
+from mediagate.events.messages import ProcessJob
+from mediagate.events.publisher import JobPublisher
+from tests.conftest import Tenant
+from tests.support import media, services
+from tests.support.flow import drain_jobs
+from tests.support.services import RabbitNode
+from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
+from tests.worker.conftest import row, stage
+
+CONSUMER_TIMEOUT_MS = 2000
+
+
+@pytest.fixture(scope="module")
+def short_timeout_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    if RabbitNode.server_script() is None:
+        pytest.skip("rabbitmq-server is not installed, so no broker of our own can start")
+    node = RabbitNode(tmp_path_factory.mktemp("rabbit"), CONSUMER_TIMEOUT_MS)
+    node.start()
+    yield node
+    node.stop()
+
+
+async def _never_ack(_message: AbstractIncomingMessage) -> None:
+    pass
+
+
+async def _broker_takes_back_an_unacked_delivery(node: RabbitNode) -> None:
+    """Returns once the broker has closed a channel that held a delivery unacked: any
+    delivery older than this one has passed the timeout too."""
+    connection = await aio_pika.connect(node.url)
+    async with connection:
+        channel = await connection.channel()
+        closed = asyncio.get_running_loop().create_future()
+        channel.close_callbacks.add(lambda *_: closed.done() or closed.set_result(None))
+        queue = await channel.declare_queue(exclusive=True)
+        await channel.default_exchange.publish(aio_pika.Message(b"hold"), routing_key=queue.name)
+        await queue.consume(_never_ack)
+        await asyncio.wait_for(closed, 60)
+
+
+def _consumer_channel(node: RabbitNode, queue: str) -> str | None:
+    for line in node.ctl("list_consumers", "queue_name", "channel_pid").splitlines():
+        name, _, channel = line.partition("\t")
+        if name == queue:
+            return channel.strip()
+    return None
+
+
+def _unacked(node: RabbitNode, queue: str) -> int:
+    for line in node.ctl("list_queues", "name", "messages_unacknowledged").splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"no queue {queue}")
+
+
+@pytest.fixture
+async def row_lock(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(settings.database_url)
+    yield connection
+    await connection.close()
+
+
+async def _waiting_on_a_row_lock(connection: asyncpg.Connection) -> bool:
+    # The connection is inside the transaction holding the lock, and statistics views
+    # keep one snapshot per transaction unless told to take a fresh one.
+    await connection.execute("SELECT pg_stat_clear_snapshot()")
+    waiting = await connection.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(waiting)
+
+
+@pytest.mark.parametrize(
+    "ack_after", ["0.5", "600"], ids=["acked early, lease held", "acked at the end"]
+)
+async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
+    short_timeout_broker: RabbitNode,
+    env: dict[str, str],
+    settings: Settings,
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    clamd: services.Clamd,
+    row_lock: asyncpg.Connection,
+    ack_after: str,
+) -> None:
+    node = short_timeout_broker
+    run = uuid.uuid4().hex[:8]
+    worker_env = {
+        **env,
+        "AMQP_URL": node.url,
+        "BUCKET_EVENTS_AMQP_URL": node.url,
+        "MEDIA_QUEUE": f"mediagate.long.{run}",
+        "BUCKET_EVENTS_EXCHANGE": f"mediagate.long.{run}.events",
+        "JOB_ACK_AFTER": ack_after,
+        "WORKER_PREFETCH": "1",
+    }
+    worker_settings = load_settings(worker_env)
+    key = await stage(api, tenant, media.fixture("landscape_6.jpg"), "long.jpg", "image/jpeg")
+    await drain_jobs(settings)
+    record = await row(key)
+
+    # The job waits on this row lock at its first status change, as long as the test holds it.
+    transaction = row_lock.transaction()
+    await transaction.start()
+    await row_lock.execute("SELECT 1 FROM session_media WHERE id = $1 FOR UPDATE", record.id)
+    worker = WorkerProcess(worker_env)
+    try:
+        await worker.start(worker_settings)
+        publisher = await JobPublisher.connect(worker_settings)
+        await publisher.publish(ProcessJob(record.id, key, record.session_id))
+        await publisher.close()
+        await wait_until(lambda: _waiting_on_a_row_lock(row_lock), "the job never started")
+        channel = _consumer_channel(node, worker_settings.media_queue)
+
+        await _broker_takes_back_an_unacked_delivery(node)
+
+        if ack_after == "0.5":
+            assert _unacked(node, worker_settings.media_queue) == 0
+            assert _consumer_channel(node, worker_settings.media_queue) == channel
+        else:  # the broker's rule, which the early ack avoids: the channel is closed
+
+            async def reopened() -> bool:
+                found = _consumer_channel(node, worker_settings.media_queue)
+                return found is not None and found != channel
+
+            await wait_until(reopened, "the broker never took the delivery back")
+        assert (await row(key)).status is MediaStatus.UPLOADED, "the job is still running"
+        await transaction.rollback()
+        done = await wait_for_status(key, MediaStatus.COMPLETED, MediaStatus.REJECTED)
+        assert done.status is MediaStatus.COMPLETED, done.rejection_reason
+    finally:
+        worker.stop()
