@@ -18,7 +18,9 @@ from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
 from tests.conftest import Tenant, make_env, new_tenant
 from tests.support import services
+from tests.support.broker import drain
 from tests.support.rgw import CephGateway, RgwUser
+from tests.support.worker_process import WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +96,14 @@ async def rgw_tenant(rgw_settings: Settings, database: None) -> Tenant:
 async def rgw_client(rgw_api: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=rgw_api) as client:
         yield client
+
+
+@pytest.fixture
+async def rgw_worker(
+    rgw_env: dict[str, str], rgw_settings: Settings, clamd: services.Clamd, rgw_api: str
+) -> AsyncIterator[WorkerProcess]:
+    await drain(rgw_settings, rgw_settings.media_queue)
+    worker = WorkerProcess(rgw_env)
+    await worker.start(rgw_settings)
+    yield worker
+    worker.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -21,7 +20,7 @@ from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import media
 from tests.support.broker import drain
 from tests.support.flow import confirm, put_object, request_upload
 from tests.support.rgw import RgwUser
@@ -162,17 +161,6 @@ async def test_api_flow_over_real_http_on_rgw(
     body = await confirm(rgw_client, rgw_tenant, ticket["fileKey"], alt="the car")
     assert body["data"]["confirmUpload"]["status"] == "UPLOADED", body
     await drain(rgw_settings, rgw_settings.media_queue)
-
-
-@pytest.fixture
-async def rgw_worker(
-    rgw_env: dict[str, str], rgw_settings: Settings, clamd: services.Clamd, rgw_api: str
-) -> AsyncIterator[WorkerProcess]:
-    await drain(rgw_settings, rgw_settings.media_queue)
-    worker = WorkerProcess(rgw_env)
-    await worker.start(rgw_settings)
-    yield worker
-    worker.stop()
 
 
 def _processed_copies(store: ObjectStore, key: str) -> list[str]:

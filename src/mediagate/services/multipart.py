@@ -185,8 +185,11 @@ class MultipartService:
         problem = completion_problem(parts, stored, record.declared_size, record.part_size)
         if problem is not None:
             raise BadUserInput(problem, field="parts")
+        # The store's own listing of the parts checked equal: its ETags, unquoted.
+        claimed = {part.number for part in parts}
+        listed = sorted((p for p in stored if p.number in claimed), key=lambda p: p.number)
         try:
-            await self._uploads.complete(record.file_key, record.upload_id, list(parts))
+            await self._uploads.complete(record.file_key, record.upload_id, listed)
         except PartsRefused as error:
             raise BadUserInput(f"the store refused the parts: {error}", field="parts") from None
         except UploadGone:
