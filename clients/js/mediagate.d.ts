@@ -8,6 +8,7 @@ export type MediaStatus =
   | "PROCESSING"
   | "COMPLETED"
   | "REJECTED"
+  | "DELETED"
 
 export interface Media {
   id: string
@@ -46,6 +47,8 @@ export interface UploadPolicy {
   maxFilenameBytes: number
   maxAltChars: number
   uploadUrlExpiresIn: number
+  downloadUrlExpiresIn?: number
+  multipartPartSize?: number
 }
 
 export interface Progress {
@@ -80,6 +83,8 @@ export interface Transport {
   setTimeout?: (callback: () => void, ms: number) => unknown
   clearTimeout?: (timer: unknown) => void
   random?: () => number
+  /** Where an upload in parts keeps its ids to resume after a reload (localStorage); null: nowhere. */
+  storage?: Pick<Storage, "getItem" | "setItem" | "removeItem"> | null
 }
 
 export interface ClientOptions {
@@ -98,6 +103,10 @@ export interface ClientOptions {
   pollIntervalMs?: number
   /** Files uploaded at once by uploadAll. Default 3. */
   concurrency?: number
+  /** Files larger than this (bytes, default 64 MiB) are uploaded in parts (S3 multipart). */
+  multipartThreshold?: number
+  /** Parts of one file sent at the same time (default 4); each part is retried. */
+  partConcurrency?: number
   transport?: Transport
 }
 

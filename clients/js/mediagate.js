@@ -1,7 +1,9 @@
 // mediagate browser client: checks a file against the upload policy, asks for a presigned
 // URL, PUTs the file straight to the store with progress, confirms it, then follows its
 // scan and processing live (GraphQL subscription over WebSocket, graphql-transport-ws),
-// falling back to polling where WebSocket is not available. No dependencies.
+// falling back to polling where WebSocket is not available. Files above a threshold go
+// in parts (S3 multipart), several at a time, each retried; an interrupted upload
+// resumes after a page reload from the parts the store already holds. No dependencies.
 //
 //   import { createClient } from "/client/mediagate.js"
 //   const client = createClient({ endpoint: "https://api.example.com/graphql", token })
@@ -19,12 +21,30 @@ const GET_UPLOAD_URL = `mutation($sessionId: UUID!, $filename: String!, $content
     uploadUrl fileKey expiresIn } }`
 const CONFIRM_UPLOAD = `mutation($sessionId: UUID!, $fileKey: String!, $stage: String, $alt: String) {
   confirmUpload(sessionId: $sessionId, fileKey: $fileKey, stage: $stage, alt: $alt) { id status } }`
+const START_MULTIPART = `mutation($sessionId: UUID!, $filename: String!, $contentType: String!,
+  $size: Long!, $stage: String) {
+  startMultipartUpload(sessionId: $sessionId, filename: $filename, contentType: $contentType,
+    size: $size, stage: $stage) { fileKey uploadId partSize partCount expiresIn parts { partNumber url } } }`
+const UPLOAD_PART_URLS = `mutation($sessionId: UUID!, $fileKey: String!, $uploadId: String!, $partNumbers: [Int!]!) {
+  uploadPartUrls(sessionId: $sessionId, fileKey: $fileKey, uploadId: $uploadId, partNumbers: $partNumbers) {
+    partNumber url } }`
+const UPLOADED_PARTS = `query($sessionId: UUID!, $fileKey: String!, $uploadId: String!) {
+  uploadedParts(sessionId: $sessionId, fileKey: $fileKey, uploadId: $uploadId) { partNumber size etag } }`
+const COMPLETE_MULTIPART = `mutation($sessionId: UUID!, $fileKey: String!, $uploadId: String!,
+  $parts: [CompletedPart!]!, $stage: String, $alt: String) {
+  completeMultipartUpload(sessionId: $sessionId, fileKey: $fileKey, uploadId: $uploadId,
+    parts: $parts, stage: $stage, alt: $alt) { id status } }`
+const ABORT_MULTIPART = `mutation($sessionId: UUID!, $fileKey: String!, $uploadId: String!) {
+  abortMultipartUpload(sessionId: $sessionId, fileKey: $fileKey, uploadId: $uploadId) { id } }`
 const MEDIA_QUERY = `query($id: UUID!) { media(id: $id) { ${MEDIA_FIELDS} } }`
 const MEDIA_UPDATED = `subscription($sessionId: UUID!) {
   mediaUpdated(sessionId: $sessionId) { ${MEDIA_FIELDS} } }`
 
 // A URL is renewed this long before it expires rather than sent and refused.
 const EXPIRY_MARGIN_MS = 5000
+// uploadPartUrls signs at most this many parts per call.
+const PART_URL_BATCH = 256
+const RESUME_PREFIX = "mediagate:upload:"
 
 export class MediagateError extends Error {
   constructor(message, { code = "INTERNAL_SERVER_ERROR", field, status, cause } = {}) {
@@ -50,6 +70,8 @@ export class MediagateClient {
     backoffMs = 500,
     pollIntervalMs = 2000,
     concurrency = 3,
+    multipartThreshold = 64 * 1024 * 1024,
+    partConcurrency = 4,
     transport = {},
   }) {
     if (!endpoint) throw new TypeError("createClient needs an endpoint")
@@ -61,6 +83,8 @@ export class MediagateClient {
     this.backoffMs = backoffMs
     this.pollIntervalMs = pollIntervalMs
     this.concurrency = concurrency
+    this.multipartThreshold = multipartThreshold
+    this.partConcurrency = partConcurrency
     this.transport = {
       fetch: transport.fetch ?? globalThis.fetch?.bind(globalThis),
       XMLHttpRequest: transport.XMLHttpRequest ?? globalThis.XMLHttpRequest,
@@ -68,6 +92,7 @@ export class MediagateClient {
       setTimeout: transport.setTimeout ?? globalThis.setTimeout.bind(globalThis),
       clearTimeout: transport.clearTimeout ?? globalThis.clearTimeout.bind(globalThis),
       random: transport.random ?? Math.random,
+      storage: "storage" in transport ? transport.storage : globalThis.localStorage,
     }
     this.live = null
     this.sessions = new Map()
@@ -87,14 +112,163 @@ export class MediagateClient {
     const type = contentType ?? file.type
     checkFile(file, type, await this.policy())
     const variables = { sessionId, filename: file.name, contentType: type, stage }
-    const fileKey = await this.put(file, type, variables, { onProgress, signal })
+    const confirmed =
+      file.size > this.multipartThreshold
+        ? await this.uploadInParts(file, variables, { alt, onProgress, signal })
+        : await this.uploadWhole(file, variables, { alt, onProgress, signal })
+    onStatus?.(confirmed)
+    return this.follow(confirmed.id, sessionId, { onStatus, signal })
+  }
+
+  // One PUT, then confirmUpload.
+  async uploadWhole(file, variables, { alt, onProgress, signal }) {
+    const { sessionId, stage, contentType } = variables
+    const fileKey = await this.put(file, contentType, variables, { onProgress, signal })
     throwIfAborted(signal)
-    const confirmed = await this.retrying(
+    const { confirmUpload } = await this.retrying(
       () => this.request(CONFIRM_UPLOAD, { sessionId, fileKey, stage, alt }),
       signal,
     )
-    onStatus?.(confirmed.confirmUpload)
-    return this.follow(confirmed.confirmUpload.id, sessionId, { onStatus, signal })
+    return confirmUpload
+  }
+
+  // Parts, `partConcurrency` at a time, each retried, then completeMultipartUpload. The
+  // upload's ids are kept in storage (localStorage) under the file's name, size and
+  // date, so a page reloaded mid-way picks up where the store's parts end.
+  async uploadInParts(file, variables, { alt, onProgress, signal }) {
+    const upload = await this.openUpload(file, variables, signal)
+    const loaded = new Map([...upload.done].map(([number, part]) => [number, part.size]))
+    const report = () => {
+      let sum = 0
+      for (const bytes of loaded.values()) sum += bytes
+      onProgress?.({ loaded: sum, total: file.size })
+    }
+    report()
+    const pending = []
+    for (let number = 1; number <= upload.partCount; number++) {
+      if (!upload.done.has(number)) pending.push(number)
+    }
+    const sendNext = async () => {
+      for (let number = pending.shift(); number; number = pending.shift()) {
+        const start = (number - 1) * upload.partSize
+        const blob = file.slice(start, Math.min(start + upload.partSize, file.size))
+        const etag = await this.retrying(async () => {
+          const url = await this.partUrl(upload, number, pending)
+          try {
+            return await this.send(url, blob, null, {
+              onProgress: (progress) => {
+                loaded.set(number, progress.loaded)
+                report()
+              },
+              signal,
+            })
+          } catch (error) {
+            if (error.code === "URL_EXPIRED") upload.urls.delete(number)
+            throw error
+          }
+        }, signal)
+        if (!etag) {
+          throw new MediagateError("the store does not show this page the part's ETag (CORS ExposeHeaders)", {
+            code: "UPLOAD_REFUSED",
+          })
+        }
+        upload.done.set(number, { etag, size: blob.size })
+        loaded.set(number, blob.size)
+        report()
+      }
+    }
+    try {
+      const senders = Math.max(1, Math.min(this.partConcurrency, pending.length))
+      await Promise.all(Array.from({ length: senders }, sendNext))
+      const parts = [...upload.done].sort(([a], [b]) => a - b).map(([partNumber, { etag }]) => ({ partNumber, etag }))
+      const { completeMultipartUpload } = await this.retrying(
+        () => this.request(COMPLETE_MULTIPART, { ...upload.ids, parts, stage: variables.stage, alt }),
+        signal,
+      )
+      this.forgetUpload(upload)
+      return completeMultipartUpload
+    } catch (error) {
+      if (error.code === "ABORTED") {
+        this.forgetUpload(upload)
+        this.request(ABORT_MULTIPART, upload.ids).catch(() => {})
+      }
+      throw error
+    }
+  }
+
+  // The upload this file was in the middle of (the parts the store holds), or a new one.
+  async openUpload(file, variables, signal) {
+    const resumeKey = `${RESUME_PREFIX}${variables.sessionId}:${file.name}:${file.size}:${file.lastModified}`
+    const saved = this.readSaved(resumeKey)
+    if (saved) {
+      const ids = { sessionId: variables.sessionId, fileKey: saved.fileKey, uploadId: saved.uploadId }
+      try {
+        const { uploadedParts } = await this.retrying(() => this.request(UPLOADED_PARTS, ids), signal)
+        const done = new Map(uploadedParts.map((part) => [part.partNumber, { etag: part.etag, size: part.size }]))
+        return { ...saved, ids, resumeKey, done, urls: new Map() }
+      } catch (error) {
+        // Completed, aborted or expired meanwhile: start afresh.
+        if (!["CONFLICT", "NOT_FOUND"].includes(error.code)) throw error
+        this.transport.storage?.removeItem(resumeKey)
+      }
+    }
+    const { startMultipartUpload: started } = await this.retrying(
+      () => this.request(START_MULTIPART, { ...variables, size: String(file.size) }),
+      signal,
+    )
+    const { fileKey, uploadId, partSize, partCount } = started
+    const upload = {
+      fileKey,
+      uploadId,
+      partSize,
+      partCount,
+      ids: { sessionId: variables.sessionId, fileKey, uploadId },
+      resumeKey,
+      done: new Map(),
+      urls: new Map(),
+    }
+    this.keepUrls(upload, started.parts, started.expiresIn)
+    this.transport.storage?.setItem(resumeKey, JSON.stringify({ fileKey, uploadId, partSize, partCount }))
+    return upload
+  }
+
+  readSaved(resumeKey) {
+    try {
+      return JSON.parse(this.transport.storage?.getItem(resumeKey) ?? "null")
+    } catch {
+      return null
+    }
+  }
+
+  forgetUpload(upload) {
+    this.transport.storage?.removeItem(upload.resumeKey)
+  }
+
+  // A valid URL for this part, asking for a batch (this part and those queued after it)
+  // when it has none; parallel senders share one request.
+  async partUrl(upload, number, pending) {
+    const valid = (n) => {
+      const known = upload.urls.get(n)
+      return known && Date.now() < known.expiresAt - EXPIRY_MARGIN_MS ? known.url : null
+    }
+    while (!valid(number)) {
+      if (!upload.signing) {
+        const partNumbers = [number, ...pending.filter((n) => !valid(n))].slice(0, PART_URL_BATCH)
+        upload.signing = Promise.all([
+          this.request(UPLOAD_PART_URLS, { ...upload.ids, partNumbers }),
+          this.policy(),
+        ])
+          .then(([{ uploadPartUrls }, policy]) => this.keepUrls(upload, uploadPartUrls, policy.uploadUrlExpiresIn))
+          .finally(() => (upload.signing = null))
+      }
+      await upload.signing
+    }
+    return valid(number)
+  }
+
+  keepUrls(upload, parts, expiresIn) {
+    const expiresAt = Date.now() + expiresIn * 1000
+    for (const { partNumber, url } of parts) upload.urls.set(partNumber, { url, expiresAt })
   }
 
   // Uploads several files, at most `concurrency` at a time; resolves like Promise.allSettled.
@@ -163,7 +337,8 @@ export class MediagateClient {
     }, signal)
   }
 
-  // The PUT itself, through XMLHttpRequest for its upload progress events.
+  // The PUT itself, through XMLHttpRequest for its upload progress events; resolves with
+  // the store's ETag (a part's receipt for completeMultipartUpload).
   send(url, file, contentType, { onProgress, signal }) {
     return new Promise((resolve, reject) => {
       const xhr = new this.transport.XMLHttpRequest()
@@ -176,12 +351,12 @@ export class MediagateClient {
       const done = settle(resolve)
       const fail = settle(reject)
       xhr.open("PUT", url, true)
-      xhr.setRequestHeader("Content-Type", contentType)
+      if (contentType) xhr.setRequestHeader("Content-Type", contentType)
       xhr.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) onProgress?.({ loaded: event.loaded, total: event.total })
       })
       xhr.addEventListener("load", () => {
-        if (xhr.status >= 200 && xhr.status < 300) return done()
+        if (xhr.status >= 200 && xhr.status < 300) return done(xhr.getResponseHeader("ETag"))
         fail(storeError(xhr.status, xhr.responseText))
       })
       xhr.addEventListener("error", () =>

@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 FINAL = ("COMPLETED", "REJECTED", "SCAN_FAILED", "ERROR")
+MIB = 1024 * 1024
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (./scripts/test installs it)"
@@ -182,3 +183,79 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
         "COMPLETED",
         "REJECTED",
     ]
+
+
+async def test_a_large_upload_resumes_after_a_page_reload(
+    stack: tuple[services.ServedApi, Settings],
+    page_server: str,
+    settings: Settings,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    """The first page sends part 1 of 3, then is reloaded while parts 2 and 3 are on the
+    wire; the user picks the same file again, and only parts 2 and 3 are sent."""
+    from playwright.async_api import Route, async_playwright
+
+    api, _ = stack
+    token = issue_token(settings, tenant.principal, 600)
+    address = (
+        f"{page_server}/demo.html?endpoint={api.url}/graphql"
+        f"&token={token}&session={tenant.session_id}&multipartThreshold={MIB}"
+    )
+    video = media.padded_video(tmp_path / "walkaround.mp4", 40 * MIB)
+    parts_sent: list[list[str]] = [[]]  # per page load
+    graphql_posts: list[str] = []
+    held: list[Route] = []
+
+    async def hold(route: Route) -> None:
+        held.append(route)  # never answered: the page goes away first
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on(
+                "requestfinished",
+                lambda r: "partNumber=" in r.url and parts_sent[-1].append(r.url),
+            )
+            await page.route("**/*partNumber=2*", hold)
+            await page.route("**/*partNumber=3*", hold)
+            first_part = page.wait_for_event(
+                "requestfinished", lambda r: "partNumber=1" in r.url and r.method == "PUT"
+            )
+            await page.goto(address)
+            await page.set_input_files("#picker", str(video))
+            await first_part
+            await page.unroute("**/*partNumber=2*")
+            await page.unroute("**/*partNumber=3*")
+
+            parts_sent.append([])
+            await page.reload()
+            page.on(
+                "request",
+                lambda r: r.url.endswith("/graphql") and graphql_posts.append(r.post_data or ""),
+            )
+            await page.set_input_files("#picker", str(video))
+            await page.wait_for_function(
+                f"""() => {{
+                    const badge = document.querySelector("#files .status")
+                    return badge && {json.dumps(FINAL)}.includes(badge.textContent)
+                }}""",
+                timeout=180_000,
+            )
+            status = await page.text_content("#files .status")
+        finally:
+            await browser.close()
+
+    assert status == "COMPLETED"
+    first, second = parts_sent
+    assert [url for url in first if "partNumber=1" in url], first
+    assert sorted(_part_number(url) for url in second) == [2, 3], second
+    assert sum("uploadedParts" in post for post in graphql_posts) == 1
+    assert not [post for post in graphql_posts if "startMultipartUpload" in post]
+    (record,) = await repo.list_session_media(tenant.session_id, None)
+    assert record.status.value == "COMPLETED" and record.upload_id is not None
+
+
+def _part_number(url: str) -> int:
+    return int(url.split("partNumber=", 1)[1].split("&", 1)[0])

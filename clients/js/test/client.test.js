@@ -85,6 +85,9 @@ function fakeXhr(outcomes) {
         this.listeners.load()
       })
     }
+    getResponseHeader(name) {
+      return name.toLowerCase() === "etag" ? `"etag-${requests.indexOf(this) + 1}"` : null
+    }
     abort() {
       this.aborted = true
       queueMicrotask(() => this.listeners.abort())
@@ -300,4 +303,116 @@ test("uploadAll keeps to its concurrency and reports each file", async () => {
   assert.deepEqual(results.map((result) => result.status), [...Array(7).fill("fulfilled"), "rejected"])
   assert.equal(results.at(-1).reason.field, "contentType")
   assert.equal(seen.size, 7)
+})
+
+// localStorage's interface over a Map.
+function memoryStorage(entries = {}) {
+  const items = new Map(Object.entries(entries))
+  return {
+    items,
+    getItem: (key) => (items.has(key) ? items.get(key) : null),
+    setItem: (key, value) => items.set(key, String(value)),
+    removeItem: (key) => items.delete(key),
+  }
+}
+
+const video = (size) => new File([new Uint8Array(size)], "car.mp4", { type: "video/mp4", lastModified: 42 })
+
+function multipartApi(overrides = {}) {
+  return fakeApi({
+    startMultipartUpload: () => ({
+      startMultipartUpload: {
+        fileKey: "big-key",
+        uploadId: "up-1",
+        partSize: 1000,
+        partCount: 3,
+        expiresIn: 300,
+        parts: [1, 2, 3].map((partNumber) => ({ partNumber, url: `https://s3.test/part/${partNumber}` })),
+      },
+    }),
+    uploadPartUrls: ({ partNumbers }) => ({
+      uploadPartUrls: partNumbers.map((partNumber) => ({ partNumber, url: `https://s3.test/fresh/${partNumber}` })),
+    }),
+    uploadedParts: () => ({ uploadedParts: [] }),
+    completeMultipartUpload: () => ({ completeMultipartUpload: { id: "m1", status: "UPLOADED" } }),
+    abortMultipartUpload: () => ({ abortMultipartUpload: { id: "m1" } }),
+    ...overrides,
+  })
+}
+
+test("a file above the threshold goes in parts, a failed part is sent again", async () => {
+  const api = multipartApi()
+  const xhr = fakeXhr(["network"])
+  const storage = memoryStorage()
+  const progress = []
+  const uploader = client({ api, xhr, multipartThreshold: 1000 })
+  uploader.transport.storage = storage
+  const media = await uploader.upload(video(2500), { sessionId: "s1", onProgress: (p) => progress.push(p) })
+
+  assert.equal(media.status, "COMPLETED")
+  const started = api.calls.find((call) => call.operation === "startMultipartUpload")
+  assert.equal(started.variables.size, "2500", "sizes travel as decimal strings (Long)")
+  assert.deepEqual(
+    xhr.requests.map((request) => [request.url, request.body.size]),
+    [
+      ["https://s3.test/part/1", 1000],
+      ["https://s3.test/part/2", 1000],
+      ["https://s3.test/part/3", 500],
+      ["https://s3.test/part/1", 1000],
+    ],
+  )
+  const completed = api.calls.find((call) => call.operation === "completeMultipartUpload")
+  assert.deepEqual(
+    completed.variables.parts.map((part) => part.partNumber),
+    [1, 2, 3],
+  )
+  assert.deepEqual(completed.variables.parts[0].etag, '"etag-4"', "the retried part's ETag")
+  assert.equal(api.count("confirmUpload"), 0)
+  assert.equal(storage.items.size, 0, "nothing left to resume")
+  assert.deepEqual(progress.at(-1), { loaded: 2500, total: 2500 })
+})
+
+test("a reloaded page resumes the upload from the parts the store holds", async () => {
+  const saved = { fileKey: "big-key", uploadId: "up-1", partSize: 1000, partCount: 3 }
+  const storage = memoryStorage({ "mediagate:upload:s1:car.mp4:2500:42": JSON.stringify(saved) })
+  const api = multipartApi({
+    uploadedParts: () => ({
+      uploadedParts: [
+        { partNumber: 1, size: 1000, etag: '"one"' },
+        { partNumber: 3, size: 500, etag: '"three"' },
+      ],
+    }),
+  })
+  const xhr = fakeXhr([])
+  const uploader = client({ api, xhr, multipartThreshold: 1000 })
+  uploader.transport.storage = storage
+
+  await uploader.upload(video(2500), { sessionId: "s1" })
+
+  assert.equal(api.count("startMultipartUpload"), 0)
+  assert.deepEqual(api.calls.find((call) => call.operation === "uploadPartUrls").variables.partNumbers, [2])
+  assert.deepEqual(
+    xhr.requests.map((request) => [request.url, request.body.size]),
+    [["https://s3.test/fresh/2", 1000]],
+  )
+  const { parts } = api.calls.find((call) => call.operation === "completeMultipartUpload").variables
+  assert.deepEqual(parts, [
+    { partNumber: 1, etag: '"one"' },
+    { partNumber: 2, etag: '"etag-1"' },
+    { partNumber: 3, etag: '"three"' },
+  ])
+  assert.equal(storage.items.size, 0)
+})
+
+test("an upload that cannot be resumed any more starts afresh", async () => {
+  const saved = { fileKey: "old-key", uploadId: "gone", partSize: 1000, partCount: 3 }
+  const storage = memoryStorage({ "mediagate:upload:s1:car.mp4:2500:42": JSON.stringify(saved) })
+  const api = multipartApi({ uploadedParts: () => graphqlError("the upload is REJECTED", "CONFLICT") })
+  const uploader = client({ api, xhr: fakeXhr([]), multipartThreshold: 1000 })
+  uploader.transport.storage = storage
+
+  await uploader.upload(video(2500), { sessionId: "s1" })
+
+  assert.equal(api.count("startMultipartUpload"), 1)
+  assert.equal(api.calls.find((call) => call.operation === "completeMultipartUpload").variables.uploadId, "up-1")
 })
