@@ -38,7 +38,7 @@ class RgwUser:
         return f"arn:aws:iam:::user/{self.uid}"
 
 
-def _config(workdir: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+def _config(workdir: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int) -> str:
     return f"""
 [global]
 fsid = {fsid}
@@ -66,7 +66,7 @@ mon data = {workdir}/mon/$cluster-$id
 [osd]
 osd data = {workdir}/osd/$cluster-$id
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = {memstore_bytes}
 [client.rgw.gw]
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {workdir}/rgw
@@ -75,8 +75,11 @@ ms mon client mode = crc
 
 
 class CephGateway:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, memstore_bytes: int = 2 * 1024**3
+    ) -> None:
         self.workdir = workdir
+        self.memstore_bytes = memstore_bytes
         self.mon_port = free_port()
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -102,7 +105,9 @@ class CephGateway:
         for folder in ("run", "log", "mon/ceph-a", "osd/ceph-0", "rgw"):
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
-        self.conf.write_text(_config(self.workdir, fsid, self.mon_port, self.port))
+        self.conf.write_text(
+            _config(self.workdir, fsid, self.mon_port, self.port, self.memstore_bytes)
+        )
         monmap = self.workdir / "monmap"
         self._run(
             "monmaptool", "--create", "--fsid", fsid,
