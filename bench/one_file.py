@@ -25,11 +25,12 @@ from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import Done, MediaPipeline
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker import runner  # noqa: F401  (the worker's own imports, for a fair RSS)
+from mediagate.worker import runner  # the worker's own imports, for a fair RSS
 
 
 async def process(warm_up_key: str, key: str) -> dict[str, Any]:
     settings = load_settings()
+    runner.keep_large_buffers_off_the_heap()  # as `mediagate worker` does
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 4)
     decoders = DecoderPool(1, initializer=reuse_image_memory)  # as `mediagate worker` does

@@ -169,14 +169,16 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
 
 
 def run_child(env: dict[str, str], warm_up_key: str, key: str) -> dict[str, Any]:
-    output = subprocess.run(
+    child = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("one_file.py")), warm_up_key, key],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        check=False,
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"one_file.py failed on {key}:\n{child.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -229,7 +231,10 @@ def scan_baselines(source: Path, settings: Settings, scratch: Path) -> dict[str,
     import clamd
 
     config = scratch / "clamdscan.conf"
-    config.write_text(f"TCPSocket {settings.clamav_port}\nTCPAddr 127.0.0.1\n")
+    # clamdscan sends at most its own StreamMaxLength (25 MB unless told): the whole file.
+    config.write_text(
+        f"TCPSocket {settings.clamav_port}\nTCPAddr 127.0.0.1\nStreamMaxLength 4000M\n"
+    )
     scanner = ClamdScanner("127.0.0.1", settings.clamav_port, 120)
 
     def stock_clamd_package() -> None:

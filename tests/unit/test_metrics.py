@@ -29,3 +29,10 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     assert samples[("mediagate_subscriptions", ())] == 7
     assert samples[("mediagate_media_stuck", ())] == 3
     assert samples[("mediagate_slow_subscribers_dropped_total", ())] == 2
+
+
+def test_every_reconciler_finding_has_a_series_from_the_start() -> None:
+    from mediagate.observability.worker_metrics import FINDINGS
+    from mediagate.services.reconciler import Findings
+
+    assert set(FINDINGS) == set(Findings().counts())

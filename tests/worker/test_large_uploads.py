@@ -143,8 +143,9 @@ def _peak_rss(pid: int) -> int:
 
 
 def _decoder_pids(worker_pid: int) -> list[int]:
-    children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
-    return [int(pid) for pid in children]
+    """The worker's children, whichever of its threads started them."""
+    tasks = Path(f"/proc/{worker_pid}/task").iterdir()
+    return [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
 
 
 @pytest.fixture
@@ -206,9 +207,7 @@ async def test_a_1_5_gib_video_goes_through_the_worker_in_flat_memory(
 
     after_large = {pid: _peak_rss(pid) for pid in pids}
     for pid in pids:
-        # 15x the input; a copy of it, or even a 1/10 of it, held in memory would show.
-        assert after_large[pid] <= after_small[pid] * 1.1 + 16 * MIB, (
-            pid,
-            after_small,
-            after_large,
-        )
+        # 15x the input, and not 5% more memory: a copy of it, a part of it, or buffers
+        # left to fragment the heap (glibc's moving mmap threshold) would show.
+        grown = after_large[pid] - after_small[pid]
+        assert grown <= after_small[pid] * 0.05, (pid, after_small, after_large)

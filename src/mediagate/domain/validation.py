@@ -18,6 +18,22 @@ CLOCK_SKEW = timedelta(seconds=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    """What getUploadUrl and startMultipartUpload are asked, once checked."""
+
+    filename: str
+    media_type: MediaType
+    extension: str
+    stage: str
+
+
+def check_upload_request(filename: str, content_type: str, stage: str | None) -> UploadRequest:
+    media_type = parse_content_type(content_type)
+    extension = validate_filename(filename, media_type)
+    return UploadRequest(filename, media_type, extension, normalise_stage(stage))
+
+
 def parse_content_type(raw: str) -> MediaType:
     """The allowlisted media type for `raw`; case and surrounding blanks are normalised."""
     normalised = raw.strip().lower()

@@ -18,6 +18,8 @@ FINDINGS = (
     "requeued_stuck",
     "expired_processed",
     "expired_closed",
+    "crashed_parked",
+    "multipart_aborted",
     "orphans_deleted",
     "completed_missing_object",
 )

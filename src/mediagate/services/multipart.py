@@ -31,8 +31,8 @@ from mediagate.domain.multipart import (
 )
 from mediagate.domain.status import MediaStatus
 from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
-from mediagate.services.access import authorize_session
 from mediagate.services.media_view import MediaView, to_view
+from mediagate.services.sessions import add_pending, authorize_session
 from mediagate.storage.multipart import MultipartUploads, PartsRefused, UploadGone
 from mediagate.storage.object_store import ObjectStore
 
@@ -86,32 +86,23 @@ class MultipartService:
         stage: str | None,
         request_id: str,
     ) -> MultipartTicket:
-        media_type = validation.parse_content_type(content_type)
-        extension = validation.validate_filename(filename, media_type)
-        stage_name = validation.normalise_stage(stage)
-        validation.check_declared_size(size, media_type, self._settings.max_bytes(media_type.kind))
+        request = validation.check_upload_request(filename, content_type, stage)
+        kind = request.media_type.kind
+        validation.check_declared_size(size, request.media_type, self._settings.max_bytes(kind))
         await authorize_session(principal, session_id)
         await self._ensure_user(principal)
 
-        file_key = keys.upload_key(session_id, stage_name, extension)
+        file_key = keys.upload_key(session_id, request.stage, request.extension)
         try:
-            upload_id = await self._uploads.create(file_key, media_type.content_type)
+            upload_id = await self._uploads.create(file_key, request.media_type.content_type)
         except S3Error as error:
             log.warning("the store did not start a multipart upload: %r", error)
             raise ServiceUnavailable("the store could not start the upload; try again") from None
         part_size = part_size_for(size, self._settings.multipart_part_size)
         now = self._clock()
-        inserted = await repo.insert_pending(
-            organization_id=principal.organization_id,
-            session_id=session_id,
-            file_key=file_key,
-            original_filename=filename,
-            content_type=media_type.content_type,
-            stage=stage_name,
-            uploaded_by=principal.user_id,
-            upload_expires_at=now + self._ttl,
-            request_id=request_id,
-            multipart=MultipartColumns(upload_id, size, part_size),
+        columns = MultipartColumns(upload_id, size, part_size)
+        inserted = await add_pending(
+            principal, session_id, request, file_key, now + self._ttl, request_id, columns
         )
         if inserted is None:  # the session went away meanwhile
             await self._uploads.abort(file_key, upload_id)

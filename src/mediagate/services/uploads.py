@@ -21,9 +21,9 @@ from mediagate.domain.status import IN_FLIGHT, MediaStatus
 from mediagate.domain.validation import StoredObject
 from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
 from mediagate.events.messages import ProcessJob
-from mediagate.services.access import authorize_session
 from mediagate.services.media_view import MediaView, to_view
 from mediagate.services.multipart import MultipartService
+from mediagate.services.sessions import add_pending, authorize_session
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -150,24 +150,15 @@ class UploadService:
         stage: str | None,
         request_id: str,
     ) -> UploadTicket:
-        media_type = validation.parse_content_type(content_type)
-        extension = validation.validate_filename(filename, media_type)
-        stage_name = validation.normalise_stage(stage)
+        request = validation.check_upload_request(filename, content_type, stage)
         await self.ensure_user(principal)
 
         ttl = self._settings.upload_url_ttl
         now = self._clock()
-        file_key = keys.upload_key(session_id, stage_name, extension)
-        inserted = await repo.insert_pending(
-            organization_id=principal.organization_id,
-            session_id=session_id,
-            file_key=file_key,
-            original_filename=filename,
-            content_type=media_type.content_type,
-            stage=stage_name,
-            uploaded_by=principal.user_id,
-            upload_expires_at=now + timedelta(seconds=ttl),
-            request_id=request_id,
+        file_key = keys.upload_key(session_id, request.stage, request.extension)
+        expires_at = now + timedelta(seconds=ttl)
+        inserted = await add_pending(
+            principal, session_id, request, file_key, expires_at, request_id
         )
         if inserted is None:
             await authorize_session(principal, session_id)  # raises the precise error

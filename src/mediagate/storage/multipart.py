@@ -77,7 +77,8 @@ class MultipartUploads:
         return found
 
     async def complete(self, key: str, upload_id: str, parts: list[Part]) -> None:
-        sdk_parts = [SdkPart(part.number, part.etag) for part in parts]
+        # The SDK quotes the ETag itself: one sent as a header gave it would be doubled.
+        sdk_parts = [SdkPart(part.number, part.etag.strip('"')) for part in parts]
         try:
             await asyncio.to_thread(
                 self._client._complete_multipart_upload, self._bucket, key, upload_id, sdk_parts

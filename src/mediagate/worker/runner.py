@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -95,7 +97,23 @@ async def _reconcile_periodically(
         await publisher.close()
 
 
+_M_MMAP_THRESHOLD = -3
+# Buffers of this size and more (download chunks, upload parts) are mapped and unmapped
+# on their own, never carved from the heap.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def keep_large_buffers_off_the_heap() -> None:
+    """glibc raises its mmap threshold after each large buffer is freed, so the worker's
+    1-5 MiB transfer buffers end up on the heap, which fragments and grows with the size
+    of the file (a 1 GiB video: +6-13% peak RSS over a 100 MiB one). A fixed threshold
+    keeps them mapped: the same peak for both. Elsewhere than glibc, nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
 async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
+    keep_large_buffers_off_the_heap()
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
     await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)
