@@ -5,6 +5,7 @@ job held for longer keeps its delivery acked and its channel open, and ends COMP
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,8 +19,10 @@ from mediagate.config import Settings, load_settings
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.events.publisher import JobPublisher
+from mediagate.worker.consumer import REASON_HEADER, STOPPED
 from tests.conftest import Tenant
 from tests.support import media, services
+from tests.support.broker import drain
 from tests.support.flow import drain_jobs
 from tests.support.services import RabbitNode
 from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
@@ -64,6 +67,10 @@ def _consumer_channel(node: RabbitNode, queue: str) -> str | None:
     return None
 
 
+async def _no_unacked(node: RabbitNode, queue: str) -> bool:
+    return _unacked(node, queue) == 0
+
+
 def _unacked(node: RabbitNode, queue: str) -> int:
     for line in node.ctl("list_queues", "name", "messages_unacknowledged").splitlines():
         name, _, count = line.partition("\t")
@@ -90,6 +97,19 @@ async def _waiting_on_a_row_lock(connection: asyncpg.Connection) -> bool:
     return bool(waiting)
 
 
+def _on_broker(env: dict[str, str], node: RabbitNode, **overrides: str) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {
+        **env,
+        "AMQP_URL": node.url,
+        "BUCKET_EVENTS_AMQP_URL": node.url,
+        "MEDIA_QUEUE": f"mediagate.long.{run}",
+        "BUCKET_EVENTS_EXCHANGE": f"mediagate.long.{run}.events",
+        "WORKER_PREFETCH": "1",
+        **overrides,
+    }
+
+
 @pytest.mark.parametrize(
     "ack_after", ["0.5", "600"], ids=["acked early, lease held", "acked at the end"]
 )
@@ -104,16 +124,7 @@ async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
     ack_after: str,
 ) -> None:
     node = short_timeout_broker
-    run = uuid.uuid4().hex[:8]
-    worker_env = {
-        **env,
-        "AMQP_URL": node.url,
-        "BUCKET_EVENTS_AMQP_URL": node.url,
-        "MEDIA_QUEUE": f"mediagate.long.{run}",
-        "BUCKET_EVENTS_EXCHANGE": f"mediagate.long.{run}.events",
-        "JOB_ACK_AFTER": ack_after,
-        "WORKER_PREFETCH": "1",
-    }
+    worker_env = _on_broker(env, node, JOB_ACK_AFTER=ack_after)
     worker_settings = load_settings(worker_env)
     key = await stage(api, tenant, media.fixture("landscape_6.jpg"), "long.jpg", "image/jpeg")
     await drain_jobs(settings)
@@ -150,3 +161,41 @@ async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
         assert done.status is MediaStatus.COMPLETED, done.rejection_reason
     finally:
         worker.stop()
+
+
+async def test_a_leased_job_stopped_with_its_worker_is_queued_again_at_once(
+    short_timeout_broker: RabbitNode,
+    env: dict[str, str],
+    settings: Settings,
+    api: httpx.AsyncClient,
+    tenant: Tenant,
+    clamd: services.Clamd,
+    row_lock: asyncpg.Connection,
+) -> None:
+    """Its message was acked: without a new one, the job would wait for the reconciler."""
+    worker_env = _on_broker(env, short_timeout_broker, JOB_ACK_AFTER="0.2", SHUTDOWN_GRACE="1")
+    worker_settings = load_settings(worker_env)
+    key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "stop.jpg", "image/jpeg")
+    await drain_jobs(settings)
+    record = await row(key)
+    transaction = row_lock.transaction()
+    await transaction.start()
+    await row_lock.execute("SELECT 1 FROM session_media WHERE id = $1 FOR UPDATE", record.id)
+    worker = WorkerProcess(worker_env)
+    try:
+        await worker.start(worker_settings)
+        publisher = await JobPublisher.connect(worker_settings)
+        await publisher.publish(ProcessJob(record.id, key, record.session_id))
+        await publisher.close()
+        await wait_until(lambda: _waiting_on_a_row_lock(row_lock), "the job never started")
+        await wait_until(
+            lambda: _no_unacked(short_timeout_broker, worker_settings.media_queue),
+            "the job's message was never acked",
+        )
+        assert worker.terminate() == 0
+    finally:
+        worker.stop()
+        await transaction.rollback()
+    (job,) = await drain(worker_settings, worker_settings.media_queue)
+    assert json.loads(job.body)["fileKey"] == key
+    assert (job.headers or {})[REASON_HEADER] == STOPPED

@@ -13,6 +13,7 @@ connection is not a dead worker, so it never counts as a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import aio_pika
@@ -30,6 +31,7 @@ ATTEMPT_HEADER = "x-mediagate-attempt"
 REASON_HEADER = "x-mediagate-reason"
 # A finished job whose message could not be settled waits this long for the redelivery.
 UNSETTLED_JOB_SECONDS = 600.0
+STOPPED = "the worker stopped during the job"
 LOGGED_REASONS = 5
 LOGGED_REASON_CHARS = 200
 
@@ -131,7 +133,17 @@ class MediaConsumer:
             # lock goes with it and the reconciler queues the job again.
             await message.ack()
             log.info("long job: message acked, the job holds its lease")
-        outcome = await work
+        try:
+            outcome = await work
+        except asyncio.CancelledError:
+            # The worker stops (or its connection dropped, and the job goes on): the
+            # message of a leased job is gone, so queue the job again now rather than
+            # after the reconciler's bound. A second message finds the lock if the job
+            # still runs.
+            if leased:
+                with contextlib.suppress(Exception):
+                    await self._republish(message, self._settings.media_queue, attempt, STOPPED)
+            raise
         if isinstance(outcome, Retry):
             delays = self._settings.retry_delays_ms
             next_attempt = attempt + 1
