@@ -15,6 +15,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from mediagate.config import Settings
+from mediagate.domain.multipart import Part
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
@@ -22,7 +23,7 @@ from tests.conftest import Tenant
 from tests.support import media
 from tests.support.multipart import COMPLETE, call, completed, put_part, read_part, start
 from tests.support.rgw import RgwUser
-from tests.support.worker_process import WorkerProcess, wait_for_status
+from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
 
 MIB = 1024 * 1024
 IN_FLIGHT_OR_DONE = {"UPLOADED", "SCANNING", "PROCESSING", "COMPLETED"}
@@ -56,7 +57,11 @@ async def test_parts_through_rgw_complete_and_rgws_event_gets_them_processed(
     assert done["data"]["completeMultipartUpload"]["status"] in IN_FLIGHT_OR_DONE, done
     record = await wait_for_status(ticket["fileKey"], MediaStatus.COMPLETED, MediaStatus.REJECTED)
     assert record.status is MediaStatus.COMPLETED, record.rejection_reason
-    assert await rgw_store.head(ticket["fileKey"]) is None
+
+    async def original_deleted() -> bool:  # after the COMPLETED commit, never before
+        return await rgw_store.head(ticket["fileKey"]) is None
+
+    await wait_until(original_deleted, "the original was never deleted")
 
 
 async def _put(url: str, content: bytes) -> httpx.Response:
@@ -70,7 +75,7 @@ def _with_query(url: str, **changes: str) -> str:
     return urlunsplit(parts._replace(query=urlencode({**query, **changes})))
 
 
-async def test_rgw_refuses_a_part_url_that_expired_or_was_altered(
+async def test_rgw_refuses_a_part_url_that_expired_or_was_altered_and_takes_a_valid_one(
     rgw_store: ObjectStore,
 ) -> None:
     key = _key()
@@ -87,10 +92,15 @@ async def test_rgw_refuses_a_part_url_that_expired_or_was_altered(
         )
         other_part = await _put(_with_query(valid, partNumber="2"), content=b"x" * 1024)
         assert other_part.status_code == 403 and b"SignatureDoesNotMatch" in other_part.content
-        assert (await _put(valid, content=b"x" * 1024)).status_code == 200
+        sent = await _put(valid, content=b"x" * 1024)
+        assert sent.status_code == 200
         assert [part.number for part in await uploads.parts(key, upload_id)] == [1]
+        # The ETag as a browser reads it, quoted: completes as the store listed it.
+        await uploads.complete(key, upload_id, [Part(1, sent.headers["ETag"])])
+        assert (await rgw_store.head(key)).size == 1024  # type: ignore[union-attr]
     finally:
         await uploads.abort(key, upload_id)
+        await rgw_store.delete(key)
 
 
 def test_the_upload_credential_cannot_list_or_abort_an_upload(
