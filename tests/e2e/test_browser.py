@@ -133,6 +133,7 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
                 lambda ws: ws.on("framereceived", lambda f: frames.append(json.loads(f))),
             )
             await page.goto(address)
+            await page.wait_for_selector("body[data-ready]", state="attached")
             await page.set_input_files("#picker", [str(path) for path in _files(tmp_path)])
             await page.wait_for_function(
                 f"""() => {{
@@ -225,6 +226,7 @@ async def test_a_large_upload_resumes_after_a_page_reload(
                 "requestfinished", lambda r: "partNumber=1" in r.url and r.method == "PUT"
             )
             await page.goto(address)
+            await page.wait_for_selector("body[data-ready]", state="attached")
             await page.set_input_files("#picker", str(video))
             await first_part
 
@@ -237,6 +239,7 @@ async def test_a_large_upload_resumes_after_a_page_reload(
                     await route.abort()
             await page.unroute("**/*partNumber=2*")
             await page.unroute("**/*partNumber=3*")
+            await page.wait_for_selector("body[data-ready]", state="attached")
             page.on(
                 "request",
                 lambda r: r.url.endswith("/graphql") and graphql_posts.append(r.post_data or ""),
