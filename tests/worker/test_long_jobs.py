@@ -14,8 +14,10 @@ import asyncpg
 import httpx
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from asyncpg.transaction import Transaction
 
 from mediagate.config import Settings, load_settings
+from mediagate.db.media_repository import MediaRecord
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.events.publisher import JobPublisher
@@ -97,6 +99,28 @@ async def _waiting_on_a_row_lock(connection: asyncpg.Connection) -> bool:
     return bool(waiting)
 
 
+async def _hold_row(connection: asyncpg.Connection, record: MediaRecord) -> Transaction:
+    """The job waits on this row lock at its first status change, as long as it is held."""
+    transaction = connection.transaction()
+    await transaction.start()
+    await connection.execute("SELECT 1 FROM session_media WHERE id = $1 FOR UPDATE", record.id)
+    return transaction
+
+
+async def _start_held_job(
+    worker: WorkerProcess,
+    settings: Settings,
+    record: MediaRecord,
+    connection: asyncpg.Connection,
+) -> None:
+    """Start the worker, queue the job, and return once it waits on the held row."""
+    await worker.start(settings)
+    publisher = await JobPublisher.connect(settings)
+    await publisher.publish(ProcessJob(record.id, record.file_key, record.session_id))
+    await publisher.close()
+    await wait_until(lambda: _waiting_on_a_row_lock(connection), "the job never started")
+
+
 def _on_broker(env: dict[str, str], node: RabbitNode, **overrides: str) -> dict[str, str]:
     run = uuid.uuid4().hex[:8]
     return {
@@ -130,17 +154,10 @@ async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
     await drain_jobs(settings)
     record = await row(key)
 
-    # The job waits on this row lock at its first status change, as long as the test holds it.
-    transaction = row_lock.transaction()
-    await transaction.start()
-    await row_lock.execute("SELECT 1 FROM session_media WHERE id = $1 FOR UPDATE", record.id)
+    transaction = await _hold_row(row_lock, record)
     worker = WorkerProcess(worker_env)
     try:
-        await worker.start(worker_settings)
-        publisher = await JobPublisher.connect(worker_settings)
-        await publisher.publish(ProcessJob(record.id, key, record.session_id))
-        await publisher.close()
-        await wait_until(lambda: _waiting_on_a_row_lock(row_lock), "the job never started")
+        await _start_held_job(worker, worker_settings, record, row_lock)
         channel = _consumer_channel(node, worker_settings.media_queue)
 
         await _broker_takes_back_an_unacked_delivery(node)
@@ -178,16 +195,10 @@ async def test_a_leased_job_stopped_with_its_worker_is_queued_again_at_once(
     key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "stop.jpg", "image/jpeg")
     await drain_jobs(settings)
     record = await row(key)
-    transaction = row_lock.transaction()
-    await transaction.start()
-    await row_lock.execute("SELECT 1 FROM session_media WHERE id = $1 FOR UPDATE", record.id)
+    transaction = await _hold_row(row_lock, record)
     worker = WorkerProcess(worker_env)
     try:
-        await worker.start(worker_settings)
-        publisher = await JobPublisher.connect(worker_settings)
-        await publisher.publish(ProcessJob(record.id, key, record.session_id))
-        await publisher.close()
-        await wait_until(lambda: _waiting_on_a_row_lock(row_lock), "the job never started")
+        await _start_held_job(worker, worker_settings, record, row_lock)
         await wait_until(
             lambda: _no_unacked(short_timeout_broker, worker_settings.media_queue),
             "the job's message was never acked",
