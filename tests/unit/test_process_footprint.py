@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from PIL import Image, ImageCms
 
 # Piccolo's migration runner brings a code formatter (black), about 8 MiB: only
 # `mediagate migrate` needs it.
@@ -66,3 +68,72 @@ def test_the_worker_keeps_transfer_buffers_off_the_heap() -> None:
     )
     live_mib = 3 * 5 * 5  # up to five buffers per thread exist at once while a sixth is made
     assert grown_mib <= live_mib * 1.1, grown_mib
+
+
+_DECODE = """
+import re, sys
+from pathlib import Path
+from mediagate.processing.images import reuse_image_memory, sanitize_image
+
+def peak():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+
+reuse_image_memory()  # as the worker's decoder does
+before = peak()
+sanitize_image(Path(sys.argv[1]), "image/jpeg", Path(sys.argv[2]))
+print((peak() - before) // 1024)
+"""
+_PIXELS = (5000, 4000)  # 20 MP, above the size rotated in memory
+_ONE_COPY_MIB = 5000 * 4000 * 4 // 2**20  # Pillow holds a pixel in 4 bytes
+
+
+def _foreign_profile() -> bytes:
+    """sRGB under another name: converted like any camera's profile, pixels kept."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb.replace("sRGB".encode("utf-16-be"), "xRGB".encode("utf-16-be"))
+
+
+def _photo(path: Path, *, orientation: int, icc_profile: bytes | None = None) -> Path:
+    size = _PIXELS if orientation == 1 else _PIXELS[::-1]
+    image = Image.merge(
+        "RGB",
+        [
+            Image.linear_gradient("L").resize(size),
+            Image.radial_gradient("L").resize(size),
+            Image.linear_gradient("L").resize(size[::-1]).transpose(Image.Transpose.ROTATE_90),
+        ],
+    )
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    extra = {"icc_profile": icc_profile} if icc_profile else {}
+    image.save(path, "JPEG", quality=90, exif=exif.tobytes(), **extra)
+    return path
+
+
+def _decoding_growth_mib(source: Path) -> int:
+    out = source.with_suffix(".out.jpg")
+    completed = subprocess.run(
+        [sys.executable, "-c", _DECODE, str(source), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with Image.open(out) as result:
+        assert result.size == _PIXELS
+    return int(completed.stdout)
+
+
+def test_a_large_photo_is_turned_and_colour_converted_holding_one_copy_of_its_pixels(
+    tmp_path: Path,
+) -> None:
+    """Pillow cannot turn an image in place: in memory a rotated 20 MP photo needs twice
+    what an upright one does. Through scratch, and with its profile applied in place, it
+    needs what the upright one does."""
+    upright = _decoding_growth_mib(_photo(tmp_path / "upright.jpg", orientation=1))
+    assert upright >= _ONE_COPY_MIB * 0.9, upright
+    rotated = _decoding_growth_mib(_photo(tmp_path / "rotated.jpg", orientation=6))
+    profiled = _decoding_growth_mib(
+        _photo(tmp_path / "profiled.jpg", orientation=8, icc_profile=_foreign_profile())
+    )
+    assert rotated <= upright + _ONE_COPY_MIB * 0.25, (upright, rotated)
+    assert profiled <= upright + _ONE_COPY_MIB * 0.25, (upright, profiled)

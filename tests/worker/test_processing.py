@@ -37,6 +37,21 @@ def test_every_exif_orientation_comes_out_upright(tmp_path: Path, orientation: i
     assert max(difference.mean) < 8, difference.mean  # re-encoding noise only
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_large_image_turned_through_scratch_is_the_one_turned_in_memory(
+    tmp_path: Path, orientation: int
+) -> None:
+    source = tmp_path / "source.jpg"
+    source.write_bytes(media.fixture(f"landscape_{orientation}.jpg"))
+    in_memory, through_disk = tmp_path / "memory" / "out.jpg", tmp_path / "disk" / "out.jpg"
+    for out in (in_memory, through_disk):
+        out.parent.mkdir()
+    sanitize_image(source, "image/jpeg", in_memory)
+    sanitize_image(source, "image/jpeg", through_disk, rotate_in_memory_max_pixels=0)
+    assert through_disk.read_bytes() == in_memory.read_bytes()
+    assert list(through_disk.parent.iterdir()) == [through_disk]  # no scratch file left
+
+
 def test_gps_exif_is_gone(tmp_path: Path) -> None:
     source = tmp_path / "phone.jpg"
     source.write_bytes(media.fixture("HMD_Nokia_8.3_5G.jpg"))

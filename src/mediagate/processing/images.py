@@ -9,11 +9,13 @@ Decisions (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from mediagate.processing.errors import UnacceptableMedia
 
@@ -41,14 +43,37 @@ _ORIENTATION_FIXES = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# Turned so that source rows become target columns.
+_SWAPS_AXES = frozenset(
+    {
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+    }
+)
+# Turned so that the source's first row ends up last (as a row or as a column).
+_REVERSES_ROWS = frozenset(
+    {
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_180,
+        Image.Transpose.FLIP_TOP_BOTTOM,
+    }
+)
 _JPEG_READY_MODES = frozenset({"RGB", "L", "YCbCr"})
 _SRGB = ImageCms.createProfile("sRGB")
 
+# Pillow has no in-place rotation: turning an image writes a second one. Up to this
+# size both are held (2 x 64 MiB at 4 bytes a pixel); a larger image goes through a
+# scratch file instead, so the decoder never holds more than one copy of its pixels.
+ROTATE_IN_MEMORY_MAX_PIXELS = 13_000_000
+_SPILL_BAND_BYTES = 1024 * 1024
 
 # Pillow returns the memory of a large image to the OS when the image is freed, so
 # every photo pays again for fresh pages (about a third of a 24 MP photo's time).
-# A worker keeps this many 16 MiB blocks for reuse instead: enough for one 24 MP
-# photo and its rotated copy.
+# A worker keeps this many 16 MiB blocks for reuse instead: enough for a 40 MP photo,
+# or a 16 MP one and its rotated copy.
 REUSED_BLOCKS = 10
 
 
@@ -97,9 +122,14 @@ def _jpeg_scans(source: Path, stop_after: int) -> int:
 
 
 def sanitize_image(
-    source: Path, declared_type: str, destination: Path, max_pixels: int = MAX_PIXELS
+    source: Path,
+    declared_type: str,
+    destination: Path,
+    max_pixels: int = MAX_PIXELS,
+    rotate_in_memory_max_pixels: int = ROTATE_IN_MEMORY_MAX_PIXELS,
 ) -> ImageResult:
-    """Write a clean JPEG of `source` to `destination`; raise UnacceptableMedia if it is not one."""
+    """Write a clean JPEG of `source` to `destination`; raise UnacceptableMedia if it is not one.
+    A large image is turned through a scratch file in `destination`'s directory."""
     try:
         with Image.open(source, formats=[_PILLOW_FORMATS[declared_type]]) as image:
             width, height = image.size
@@ -108,13 +138,19 @@ def sanitize_image(
                     f"the image has {width}x{height} pixels; the limit is {max_pixels}"
                 )
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-            icc_profile = image.info.get("icc_profile")
-            if image.format == "JPEG":
+            profile = _foreign_profile(image.info.get("icc_profile"))
+            if image.format == "JPEG" and profile is None:
                 # Decode straight to YCbCr: the JPEG encoder takes it as is, which saves
                 # a colour conversion on the way in and another on the way out.
                 image.draft("YCbCr", image.size)
             image.load()
-            clean = _oriented(_in_srgb(_without_alpha(image), icc_profile), orientation)
+            clean = _replacing(image, _without_alpha(image))
+            if profile is not None:
+                clean = _in_srgb(clean, profile)
+            if clean.width * clean.height > rotate_in_memory_max_pixels:
+                clean = _oriented_through_disk(clean, orientation, destination.parent)
+            else:
+                clean = _replacing(clean, _oriented(clean, orientation))
             clean.save(destination, "JPEG", quality=JPEG_QUALITY)
             return ImageResult(width=clean.width, height=clean.height)
     except UnacceptableMedia:
@@ -137,24 +173,67 @@ def _without_alpha(image: Image.Image) -> Image.Image:
     return background
 
 
-def _in_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+def _replacing(image: Image.Image, result: Image.Image) -> Image.Image:
+    """`result`, with `image`'s pixels freed now rather than when the call returns."""
+    if result is not image:
+        image.close()
+    return result
+
+
+def _foreign_profile(icc_profile: bytes | None) -> ImageCms.ImageCmsProfile | None:
+    """The embedded colour profile when the pixels need converting to sRGB."""
     if not icc_profile:
-        return image
+        return None
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
     except (OSError, ImageCms.PyCMSError):
-        return image  # an unreadable profile is dropped like any other metadata
+        return None  # an unreadable profile is dropped like any other metadata
     if "srgb" in ImageCms.getProfileDescription(profile).lower():
-        return image
-    source = image if image.mode in ("RGB", "L") else image.convert("RGB")
-    try:
-        converted = ImageCms.profileToProfile(source, profile, _SRGB, outputMode=source.mode)
-    except ImageCms.PyCMSError:
-        return source
-    assert converted is not None
-    return converted
+        return None
+    return profile
+
+
+def _in_srgb(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
+    """Converted in place, so no second copy of the pixels is made."""
+    rgb = image if image.mode in ("RGB", "L") else _replacing(image, image.convert("RGB"))
+    # A profile that does not fit the pixels is dropped like any other metadata.
+    with contextlib.suppress(ImageCms.PyCMSError):
+        ImageCms.profileToProfile(rgb, profile, _SRGB, inPlace=True)
+    return rgb
 
 
 def _oriented(image: Image.Image, orientation: int) -> Image.Image:
     fix = _ORIENTATION_FIXES.get(orientation)
     return image if fix is None else image.transpose(fix)
+
+
+def _oriented_through_disk(image: Image.Image, orientation: int, scratch: Path) -> Image.Image:
+    """`image` turned upright holding one copy of its pixels at a time: written raw to a
+    scratch file and closed, then read back a band of rows at a time into the turned
+    image. Closes `image` when it turns it."""
+    fix = _ORIENTATION_FIXES.get(orientation)
+    if fix is None:
+        return image
+    width, height = image.size
+    mode = image.mode
+    row_bytes = width * len(image.getbands())
+    rows = max(1, _SPILL_BAND_BYTES // row_bytes)
+    with tempfile.TemporaryFile(dir=scratch) as spill:
+        # Pillow's own raw writer: the pixels go to the file without a bytes copy.
+        ImageFile._save(image, spill, [ImageFile._Tile("raw", (0, 0, width, height), 0, mode)])
+        image.close()
+        turned = Image.new(mode, (height, width) if fix in _SWAPS_AXES else (width, height))
+        spill.seek(0)
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            band = Image.frombytes(
+                mode, (width, bottom - top), spill.read(row_bytes * (bottom - top))
+            )
+            turned.paste(band.transpose(fix), _band_position(fix, top, bottom, height))
+    return turned
+
+
+def _band_position(fix: Image.Transpose, top: int, bottom: int, height: int) -> tuple[int, int]:
+    """Where the source's rows top..bottom land, turned by `fix`."""
+    offset = height - bottom if fix in _REVERSES_ROWS else top
+    return (offset, 0) if fix in _SWAPS_AXES else (0, offset)
