@@ -220,15 +220,24 @@ def _oriented_through_disk(image: Image.Image, orientation: int, scratch: Path) 
     rows = max(1, _SPILL_BAND_BYTES // row_bytes)
     with tempfile.TemporaryFile(dir=scratch) as spill:
         # Pillow's own raw writer: the pixels go to the file without a bytes copy.
-        ImageFile._save(image, spill, [ImageFile._Tile("raw", (0, 0, width, height), 0, mode)])
+        ImageFile._save(
+            image,
+            spill,
+            [ImageFile._Tile("raw", (0, 0, width, height), 0, mode)],
+            bufsize=_SPILL_BAND_BYTES,
+        )
         image.close()
-        turned = Image.new(mode, (height, width) if fix in _SWAPS_AXES else (width, height))
+        # Not zeroed first (color None): every pixel is written below.
+        turned = Image.new(
+            mode, (height, width) if fix in _SWAPS_AXES else (width, height), color=None
+        )
         spill.seek(0)
+        band = Image.new(mode, (width, rows))  # reused: a fresh one is zeroed first
         for top in range(0, height, rows):
             bottom = min(height, top + rows)
-            band = Image.frombytes(
-                mode, (width, bottom - top), spill.read(row_bytes * (bottom - top))
-            )
+            if bottom - top < rows:
+                band = Image.new(mode, (width, bottom - top))
+            band.frombytes(spill.read(row_bytes * (bottom - top)))
             turned.paste(band.transpose(fix), _band_position(fix, top, bottom, height))
     return turned
 
