@@ -227,16 +227,14 @@ def _oriented_through_disk(image: Image.Image, orientation: int, scratch: Path) 
             bufsize=_SPILL_BAND_BYTES,
         )
         image.close()
-        # Not zeroed first (color None): every pixel is written below.
+        # Images made with color None are not zeroed first: every pixel is written below.
         turned = Image.new(
             mode, (height, width) if fix in _SWAPS_AXES else (width, height), color=None
         )
         spill.seek(0)
-        band = Image.new(mode, (width, rows))  # reused: a fresh one is zeroed first
         for top in range(0, height, rows):
             bottom = min(height, top + rows)
-            if bottom - top < rows:
-                band = Image.new(mode, (width, bottom - top))
+            band = Image.new(mode, (width, bottom - top), color=None)
             band.frombytes(spill.read(row_bytes * (bottom - top)))
             turned.paste(band.transpose(fix), _band_position(fix, top, bottom, height))
     return turned
