@@ -80,7 +80,7 @@ def peak():
 
 reuse_image_memory()  # as the worker's decoder does
 before = peak()
-sanitize_image(Path(sys.argv[1]), "image/jpeg", Path(sys.argv[2]))
+sanitize_image(Path(sys.argv[1]), sys.argv[3], Path(sys.argv[2]))
 print((peak() - before) // 1024)
 """
 _PIXELS = (5000, 4000)  # 20 MP, above the size rotated in memory
@@ -110,10 +110,10 @@ def _photo(path: Path, *, orientation: int, icc_profile: bytes | None = None) ->
     return path
 
 
-def _decoding_growth_mib(source: Path) -> int:
+def _decoding_growth_mib(source: Path, content_type: str = "image/jpeg") -> int:
     out = source.with_suffix(".out.jpg")
     completed = subprocess.run(
-        [sys.executable, "-c", _DECODE, str(source), str(out)],
+        [sys.executable, "-c", _DECODE, str(source), str(out), content_type],
         capture_output=True,
         text=True,
         check=True,
@@ -137,3 +137,15 @@ def test_a_large_photo_is_turned_and_colour_converted_holding_one_copy_of_its_pi
     )
     assert rotated <= upright + _ONE_COPY_MIB * 0.25, (upright, rotated)
     assert profiled <= upright + _ONE_COPY_MIB * 0.25, (upright, profiled)
+
+
+def test_a_large_transparent_image_is_flattened_holding_two_copies_of_its_pixels(
+    tmp_path: Path,
+) -> None:
+    """Its own pixels and the white background they are laid on; no converted copy nor
+    separate alpha band besides."""
+    bands = [Image.linear_gradient("L").resize(_PIXELS), Image.radial_gradient("L").resize(_PIXELS)]
+    source = tmp_path / "transparent.png"
+    Image.merge("RGBA", [*bands, *bands]).save(source, compress_level=1)
+    growth = _decoding_growth_mib(source, "image/png")
+    assert growth <= _ONE_COPY_MIB * 2.25, growth

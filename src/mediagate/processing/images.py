@@ -167,9 +167,9 @@ def _without_alpha(image: Image.Image) -> Image.Image:
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     if not has_alpha:
         return image.convert("RGB")
-    rgba = image.convert("RGBA")
+    rgba = image if image.mode == "RGBA" else _replacing(image, image.convert("RGBA"))
     background = Image.new("RGB", rgba.size, (255, 255, 255))
-    background.paste(rgba, mask=rgba.getchannel("A"))
+    background.paste(rgba, mask=rgba)  # an RGBA mask is its alpha band
     return background
 
 
