@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
+from mediagate.processing.images import sanitize_image
 from mediagate.processing.isolation import Decoder, DecoderPool, DecodeTimeout, Limits
+from tests.support import media
 
 GIB = 1024**3
 ROOMY = Limits(wall_seconds=120, cpu_seconds=120, memory_bytes=2 * GIB)
@@ -73,6 +75,18 @@ def test_a_call_past_the_memory_limit_is_refused(decoder: Decoder) -> None:
         decoder.call(allocate, (GIB,), limits)
     # The limit was for that call only.
     assert decoder.call(allocate, (GIB,), ROOMY) == GIB
+    decoder.close()
+
+
+def test_a_scratch_failure_reaches_the_worker_as_such(decoder: Decoder, tmp_path: Path) -> None:
+    """Not UnacceptableMedia (the upload would be rejected) nor a crash (retried a few
+    times, then dead-lettered): the worker retries it until the disk is fixed."""
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(media.fixture("landscape_1.jpg"))
+    unwritable = tmp_path / "removed-scratch" / "processed"
+    with pytest.raises(ScratchUnavailable, match="processed copy could not be written"):
+        decoder.call(sanitize_image, (source, "image/jpeg", unwritable), ROOMY)
+    assert decoder.call(allocate, (10,), ROOMY) == 10
     decoder.close()
 
 

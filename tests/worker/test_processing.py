@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
 from mediagate.processing.images import sanitize_image
 from mediagate.processing.sniff import check_magic
 from mediagate.processing.video import ProcessingTimeout, VideoBudget, probe, sanitize_video
@@ -50,6 +52,76 @@ def test_a_large_image_turned_through_scratch_is_the_one_turned_in_memory(
     sanitize_image(source, "image/jpeg", through_disk, rotate_in_memory_max_pixels=0)
     assert through_disk.read_bytes() == in_memory.read_bytes()
     assert list(through_disk.parent.iterdir()) == [through_disk]  # no scratch file left
+
+
+_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from mediagate.processing.images import sanitize_image
+
+source, destination, in_memory_up_to = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+try:
+    sanitize_image(source, "image/jpeg", destination, rotate_in_memory_max_pixels=in_memory_up_to)
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("fixture", "turn_in_memory_up_to"),
+    [("landscape_6.jpg", 0), ("landscape_1.jpg", 10**9)],
+    ids=["turning through scratch", "writing the processed copy"],
+)
+def test_a_scratch_disk_that_fills_up_is_not_the_files_fault(
+    tmp_path: Path, fixture: str, turn_in_memory_up_to: int
+) -> None:
+    """Writes past RLIMIT_FSIZE stop short, then fail, as on a disk that fills up: the job
+    must be retried (any error but UnacceptableMedia), never the upload rejected as
+    corrupt nor a truncated copy stored. Pillow's writer takes a short write for
+    success: the sizes are checked."""
+    source = tmp_path / "source.jpg"
+    source.write_bytes(media.fixture(fixture))
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _ON_A_FULL_DISK,
+            str(source),
+            str(tmp_path / "out.jpg"),
+            str(turn_in_memory_up_to),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert failed == ScratchUnavailable.__name__
+
+
+_VIDEO_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from mediagate.processing.video import VideoBudget, sanitize_video
+
+source, scratch = Path(sys.argv[1]), Path(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+try:
+    budget = VideoBudget(30, 1, 60, 1080)
+    sanitize_video(source, "video/mp4", scratch / "out.mp4", scratch / "poster.jpg", budget)
+except Exception as error:
+    print(type(error).__name__)
+"""
+
+
+def test_ffmpeg_on_a_scratch_disk_that_fills_up_is_not_the_files_fault(tmp_path: Path) -> None:
+    source = media.make_video(tmp_path / "clip.mp4", seconds=1)
+    failed = subprocess.run(
+        [sys.executable, "-c", _VIDEO_ON_A_FULL_DISK, str(source), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert failed == ScratchUnavailable.__name__
 
 
 def test_gps_exif_is_gone(tmp_path: Path) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
 
 JPEG_QUALITY = 85
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse outright.
@@ -26,6 +27,7 @@ MAX_PIXELS = 60_000_000
 # whole image); cameras and encoders write about ten, mozjpeg's most aggressive ~20.
 MAX_JPEG_SCANS = 64
 _SOS_MARKER = b"\xff\xda"
+_END_OF_IMAGE = b"\xff\xd9"
 _READ_CHUNK = 1024 * 1024
 
 _PILLOW_FORMATS = {
@@ -65,15 +67,15 @@ _JPEG_READY_MODES = frozenset({"RGB", "L", "YCbCr"})
 _SRGB = ImageCms.createProfile("sRGB")
 
 # Pillow has no in-place rotation: turning an image writes a second one. Up to this
-# size both are held (2 x 64 MiB at 4 bytes a pixel); a larger image goes through a
-# scratch file instead, so the decoder never holds more than one copy of its pixels.
+# size both are held (2 x 52 MB at 4 bytes a pixel, what one 26 MP photo takes); a
+# larger image goes through a scratch file, so the decoder holds one copy of its pixels.
 ROTATE_IN_MEMORY_MAX_PIXELS = 13_000_000
 _SPILL_BAND_BYTES = 1024 * 1024
 
 # Pillow returns the memory of a large image to the OS when the image is freed, so
 # every photo pays again for fresh pages (about a third of a 24 MP photo's time).
 # A worker keeps this many 16 MiB blocks for reuse instead: enough for a 40 MP photo,
-# or a 16 MP one and its rotated copy.
+# or one turned in memory and its copy.
 REUSED_BLOCKS = 10
 
 
@@ -151,14 +153,28 @@ def sanitize_image(
                 clean = _oriented_through_disk(clean, orientation, destination.parent)
             else:
                 clean = _replacing(clean, _oriented(clean, orientation))
-            clean.save(destination, "JPEG", quality=JPEG_QUALITY)
+            _save_jpeg(clean, destination)
             return ImageResult(width=clean.width, height=clean.height)
-    except UnacceptableMedia:
+    except (UnacceptableMedia, ScratchUnavailable):
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise UnacceptableMedia(f"the file is not a readable {declared_type}: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise UnacceptableMedia(f"the image is corrupt: {error}") from None
+
+
+def _save_jpeg(image: Image.Image, destination: Path) -> None:
+    """The pixels are decoded by now: a failure here is the disk's, not the file's."""
+    try:
+        image.save(destination, "JPEG", quality=JPEG_QUALITY)
+        with destination.open("rb") as written:
+            written.seek(-len(_END_OF_IMAGE), os.SEEK_END)
+            complete = written.read() == _END_OF_IMAGE
+    except OSError as error:
+        raise ScratchUnavailable(f"the processed copy could not be written: {error}") from None
+    # Pillow's writer does not check for a short write (a disk full part-way).
+    if not complete:
+        raise ScratchUnavailable("the scratch disk took only part of the processed copy")
 
 
 def _without_alpha(image: Image.Image) -> Image.Image:
@@ -218,25 +234,33 @@ def _oriented_through_disk(image: Image.Image, orientation: int, scratch: Path) 
     mode = image.mode
     row_bytes = width * len(image.getbands())
     rows = max(1, _SPILL_BAND_BYTES // row_bytes)
-    with tempfile.TemporaryFile(dir=scratch) as spill:
-        # Pillow's own raw writer: the pixels go to the file without a bytes copy.
-        ImageFile._save(
-            image,
-            spill,
-            [ImageFile._Tile("raw", (0, 0, width, height), 0, mode)],
-            bufsize=_SPILL_BAND_BYTES,
-        )
-        image.close()
-        # Images made with color None are not zeroed first: every pixel is written below.
-        turned = Image.new(
-            mode, (height, width) if fix in _SWAPS_AXES else (width, height), color=None
-        )
-        spill.seek(0)
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
-            band = Image.new(mode, (width, bottom - top), color=None)
-            band.frombytes(spill.read(row_bytes * (bottom - top)))
-            turned.paste(band.transpose(fix), _band_position(fix, top, bottom, height))
+    try:
+        with tempfile.TemporaryFile(dir=scratch) as spill:
+            # Pillow's own raw writer: the pixels go to the file without a bytes copy.
+            ImageFile._save(
+                image,
+                spill,
+                [ImageFile._Tile("raw", (0, 0, width, height), 0, mode)],
+                bufsize=_SPILL_BAND_BYTES,
+            )
+            # Pillow's writer does not check for a short write (a disk full part-way).
+            if os.fstat(spill.fileno()).st_size != row_bytes * height:
+                raise ScratchUnavailable("the scratch disk took only part of the image")
+            image.close()
+            # Images made with color None are not zeroed first: every pixel is written.
+            turned = Image.new(
+                mode, (height, width) if fix in _SWAPS_AXES else (width, height), color=None
+            )
+            spill.seek(0)
+            for top in range(0, height, rows):
+                bottom = min(height, top + rows)
+                band = Image.new(mode, (width, bottom - top), color=None)
+                band.frombytes(spill.read(row_bytes * (bottom - top)))
+                turned.paste(band.transpose(fix), _band_position(fix, top, bottom, height))
+    except OSError as error:
+        raise ScratchUnavailable(
+            f"the image could not be turned through scratch: {error}"
+        ) from None
     return turned
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
 
 T = TypeVar("T")
 
@@ -98,6 +98,8 @@ def _serve(connection: Connection, initializer: Callable[[], None] | None) -> No
             reply: tuple[str, Any] = ("ok", function(*args))
         except UnacceptableMedia as error:
             reply = ("unacceptable", str(error))
+        except ScratchUnavailable as error:
+            reply = ("scratch", str(error))
         except MemoryError:
             reply = ("unacceptable", f"{limits.what} needs more memory than allowed to decode")
         except Exception as error:
@@ -155,6 +157,8 @@ class Decoder:
             return value  # type: ignore[no-any-return]
         if kind == "unacceptable":
             raise UnacceptableMedia(value)
+        if kind == "scratch":
+            raise ScratchUnavailable(value)
         raise DecoderCrashed(value)
 
     @staticmethod

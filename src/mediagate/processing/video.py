@@ -8,7 +8,9 @@ metadata; input that already is H.264/AAC in MP4/MOV is remuxed, not re-encoded.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any
 
 import ffmpeg
 
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
 
 PROBE_TIMEOUT = 60.0
 # Larger frames than 8K UHD are refused before any is decoded.
@@ -26,6 +28,8 @@ POSTER_QUALITY = 3  # ffmpeg's -q:v scale for MJPEG: 2 (best) .. 31 (worst)
 _DEMUXERS = {"video/mp4": "mov", "video/quicktime": "mov", "video/webm": "matroska"}
 _SAFE_INPUT = {"protocol_whitelist": "file"}
 _QUIET = ("-nostdin", "-hide_banner", "-loglevel", "error")
+# How ffmpeg reports a disk that fills up (it prints strerror): the job is retried.
+_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
 
 
 class ProcessingTimeout(UnacceptableMedia):
@@ -75,8 +79,11 @@ def _run(args: list[str], time_limit: float) -> str:
     if finished.returncode == -signal.SIGXCPU:  # the CPU limit its decoder process set
         raise ProcessingTimeout("the video takes too long to decode")
     if finished.returncode != 0:
-        detail = finished.stderr.decode(errors="replace").strip().splitlines()
-        raise UnacceptableMedia(f"{args[0]} could not process the video: {detail[-1:] or '?'}")
+        stderr = finished.stderr.decode(errors="replace")
+        detail = stderr.strip().splitlines()[-1:] or "?"
+        if finished.returncode == -signal.SIGXFSZ or any(text in stderr for text in _DISK_FULL):
+            raise ScratchUnavailable(f"{args[0]} could not write its output: {detail}")
+        raise UnacceptableMedia(f"{args[0]} could not process the video: {detail}")
     return finished.stdout.decode(errors="replace")
 
 

@@ -32,7 +32,7 @@ from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
-from mediagate.processing.errors import UnacceptableMedia
+from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
 from mediagate.processing.images import check_decoding_cost, sanitize_image
 from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
@@ -90,10 +90,6 @@ class _Output:
     height: int
     poster: Path | None = None
     duration_seconds: float | None = None
-
-
-class _NoScratchSpace(Exception):
-    """Too little free disk for this job now; another worker or a later try may have it."""
 
 
 class _Rejected(Exception):
@@ -161,8 +157,9 @@ class MediaPipeline:
                 if not locked:
                     return Done("another worker is processing this upload")
                 return await self._process(file_key, attempt, redelivered, actor)
-        except _NoScratchSpace as error:
-            log.warning("not enough scratch space", extra={"key": file_key, "error": str(error)})
+        except ScratchUnavailable as error:
+            # Another worker or a later try may have the disk: never the file's fault.
+            log.warning("scratch space unavailable", extra={"key": file_key, "error": str(error)})
             return Retry(str(error), until_fixed=True)
         except ScannerUnavailable as error:
             log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
@@ -308,7 +305,7 @@ class MediaPipeline:
         free = shutil.disk_usage(self._scratch_root or tempfile.gettempdir()).free
         needed = 2 * size + self._settings.scratch_reserve_bytes
         if free < needed:
-            raise _NoScratchSpace(f"{free} bytes free for scratch, {needed} needed")
+            raise ScratchUnavailable(f"{free} bytes free for scratch, {needed} needed")
 
     def _max_bytes(self, record: MediaRecord) -> int:
         return self._settings.max_bytes(MEDIA_TYPES[record.content_type].kind)
