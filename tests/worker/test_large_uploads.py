@@ -4,9 +4,11 @@ does when its disk is short."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
-from collections.abc import AsyncIterator
+import resource
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,33 @@ async def test_a_multipart_upload_completed_after_its_urls_expired_is_not_reject
     assert (await row(ticket["fileKey"])).status is MediaStatus.COMPLETED
 
 
-async def test_too_little_scratch_space_is_retried_never_rejected(
+def _decoder_on_a_full_disk() -> None:
+    """Run in the decoder process: its writes stop short past 64 KiB, then fail, as on a
+    disk that fills up (the worker's own download is not limited)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+
+
+@contextlib.contextmanager
+def _this_process_on_a_full_disk() -> Iterator[None]:
+    """Writes of this process past 1 MiB fail: the download's (a 2 MiB photo), as nothing
+    else of the test writes that much while it holds."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MIB, limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+
+
+@pytest.mark.parametrize(
+    ("short_at", "reason"),
+    [
+        ("the check before the download", "free for scratch"),
+        ("the download", "the download could not be written"),
+        ("the processed copy", "the processed copy could not be written"),
+    ],
+)
+async def test_a_short_scratch_disk_is_retried_until_fixed_never_rejected(
     api: httpx.AsyncClient,
     settings: Settings,
     store: ObjectStore,
@@ -117,22 +145,42 @@ async def test_too_little_scratch_space_is_retried_never_rejected(
     clamd: services.Clamd,
     decoders: DecoderPool,
     scratch_root: Path,
+    short_at: str,
+    reason: str,
 ) -> None:
-    key = await stage(api, tenant, media.fixture("landscape_6.jpg"), "a.jpg", "image/jpeg")
+    key = await stage(api, tenant, media.fixture("HMD_Nokia_8.3_5G.jpg"), "a.jpg", "image/jpeg")
     await drain_jobs(settings)
     scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
-    no_room = dataclasses.replace(settings, scratch_reserve_bytes=2**62)
     last_attempt = len(settings.retry_delays_ms)
-
-    outcome = await MediaPipeline(
-        no_room, store, scanner, decoders, scratch_root=scratch_root
-    ).handle(key, last_attempt)
+    no_room = dataclasses.replace(settings, scratch_reserve_bytes=2**62)
+    limited = short_at == "the processed copy"
+    full_disk = DecoderPool(1, initializer=_decoder_on_a_full_disk if limited else None)
+    try:
+        with (
+            _this_process_on_a_full_disk()
+            if short_at == "the download"
+            else contextlib.nullcontext()
+        ):
+            outcome = await MediaPipeline(
+                no_room if short_at == "the check before the download" else settings,
+                store,
+                scanner,
+                full_disk,
+                scratch_root=scratch_root,
+            ).handle(key, last_attempt)
+    finally:
+        full_disk.close()
 
     assert isinstance(outcome, Retry) and outcome.until_fixed, outcome
-    assert "scratch" in outcome.reason
-    record = await row(key)
-    assert record.status is MediaStatus.UPLOADED, "not rejected, not given up"
+    assert reason in outcome.reason
+    assert (await row(key)).status is not MediaStatus.REJECTED, "not rejected, not given up"
     assert await store.head(key) is not None, "the original is kept"
+
+    outcome = await MediaPipeline(
+        settings, store, scanner, decoders, scratch_root=scratch_root
+    ).handle(key, last_attempt)
+
+    assert (await row(key)).status is MediaStatus.COMPLETED, outcome
 
 
 def _peak_rss(pid: int) -> int:

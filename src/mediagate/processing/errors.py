@@ -1,5 +1,10 @@
 """How processing says no."""
 
+import errno
+
+# A write refused for want of room: the disk is full, the quota spent, the file limit hit.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
 
 class UnacceptableMedia(Exception):
     """The file is not what it claims, is corrupt, or is unsafe to process. Terminal."""

@@ -8,7 +8,6 @@ metadata; input that already is H.264/AAC in MP4/MOV is remuxed, not re-encoded.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from typing import Any
 
 import ffmpeg
 
-from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
+from mediagate.processing.errors import DISK_FULL_ERRNOS, ScratchUnavailable, UnacceptableMedia
 
 PROBE_TIMEOUT = 60.0
 # Larger frames than 8K UHD are refused before any is decoded.
@@ -29,7 +28,7 @@ _DEMUXERS = {"video/mp4": "mov", "video/quicktime": "mov", "video/webm": "matros
 _SAFE_INPUT = {"protocol_whitelist": "file"}
 _QUIET = ("-nostdin", "-hide_banner", "-loglevel", "error")
 # How ffmpeg reports a disk that fills up (it prints strerror): the job is retried.
-_DISK_FULL = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+_DISK_FULL = tuple(os.strerror(code) for code in DISK_FULL_ERRNOS)
 
 
 class ProcessingTimeout(UnacceptableMedia):

@@ -32,7 +32,7 @@ from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
-from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
+from mediagate.processing.errors import DISK_FULL_ERRNOS, ScratchUnavailable, UnacceptableMedia
 from mediagate.processing.images import check_decoding_cost, sanitize_image
 from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
@@ -325,6 +325,10 @@ class MediaPipeline:
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject"):
                 raise _Rejected("the uploaded file is no longer in storage") from None
+            raise
+        except OSError as error:
+            if error.errno in DISK_FULL_ERRNOS:
+                raise ScratchUnavailable(f"the download could not be written: {error}") from None
             raise
         return download.sha256
 
