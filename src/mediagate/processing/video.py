@@ -79,7 +79,7 @@ def _run(args: list[str], time_limit: float) -> str:
         raise ProcessingTimeout("the video takes too long to decode")
     if finished.returncode != 0:
         stderr = finished.stderr.decode(errors="replace")
-        detail = stderr.strip().splitlines()[-1:] or "?"
+        detail = (stderr.strip().splitlines() or ["?"])[-1]
         if finished.returncode == -signal.SIGXFSZ or any(text in stderr for text in _DISK_FULL):
             raise ScratchUnavailable(f"{args[0]} could not write its output: {detail}")
         raise UnacceptableMedia(f"{args[0]} could not process the video: {detail}")
