@@ -280,20 +280,27 @@ async def test_workers_reconcile_on_their_own_one_at_a_time(
         await worker.start(settings)
         assert await store.head(stray) is not None
     try:
+        # The run counts its findings when it ends, after its deletions: wait for the count.
+        async def reported() -> bool:
+            return await _orphans_deleted(port) >= 1
 
-        async def swept() -> bool:
-            return await store.head(stray) is None
-
-        await wait_until(swept, "the worker never reconciled")
-        async with httpx.AsyncClient() as client:
-            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        await wait_until(reported, "the worker never reconciled")
+        assert await store.head(stray) is None
     finally:
         worker.stop()
         await drain_jobs(settings)
-    deleted = [
+
+
+async def _orphans_deleted(metrics_port: int) -> float:
+    try:
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    except httpx.TransportError:
+        return 0.0  # its metrics server is not listening yet
+    counts = [
         sample.value
         for family in text_string_to_metric_families(metrics)
         for sample in family.samples
-        if sample.labels.get("finding") == "orphans_deleted"
+        if sample.name.endswith("_total") and sample.labels.get("finding") == "orphans_deleted"
     ]
-    assert deleted and deleted[0] >= 1
+    return counts[0] if counts else 0.0
