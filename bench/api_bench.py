@@ -33,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import make_env  # noqa: E402
 from tests.support import services  # noqa: E402
 
-from mediagate.auth.tokens import Principal, issue_token  # noqa: E402
+from mediagate.auth.tokens import issue_token  # noqa: E402
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_repository as repo  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
+from mediagate.domain.principal import Principal  # noqa: E402
 from mediagate.storage.object_store import ObjectStore  # noqa: E402
 from mediagate.storage.setup import setup_storage  # noqa: E402
 

@@ -16,10 +16,11 @@ import pytest
 from litestar import Litestar
 
 from mediagate.api.app import create_app
-from mediagate.auth.tokens import Principal, issue_token
+from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings, load_settings
 from mediagate.db import engine as db_engine
 from mediagate.db import media_repository as repo
+from mediagate.domain.principal import Principal
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool

@@ -172,8 +172,9 @@ def _session(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
-    from mediagate.auth.tokens import Principal, issue_token
+    from mediagate.auth.tokens import issue_token
     from mediagate.db.media_repository import ensure_user
+    from mediagate.domain.principal import Principal
 
     principal = Principal(user_id=args.user, organization_id=args.org)
 

@@ -13,20 +13,32 @@ from PIL import Image, ImageCms
 # Piccolo's migration runner brings a code formatter (black), about 8 MiB: only
 # `mediagate migrate` needs it.
 MIGRATION_ONLY = {"black", "piccolo.apps.migrations.commands.forwards"}
+# The worker verifies no token: PyJWT and the cryptography it loads are about 8 MiB.
+API_ONLY = {"jwt", "mediagate.auth.tokens"}
 
 
-@pytest.mark.parametrize("entry", ["mediagate.worker.runner", "mediagate.api.app"])
-def test_the_api_and_the_worker_leave_the_migration_machinery_out(entry: str) -> None:
+def _loaded_by(entry: str) -> set[str]:
     code = f"import json, sys, {entry}; print(json.dumps(sorted(sys.modules)))"
-    loaded = set(
+    return set(
         json.loads(
             subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, check=True
             ).stdout
         )
     )
+
+
+@pytest.mark.parametrize("entry", ["mediagate.worker.runner", "mediagate.api.app"])
+def test_the_api_and_the_worker_leave_the_migration_machinery_out(entry: str) -> None:
+    loaded = _loaded_by(entry)
     assert entry in loaded
     assert not loaded & MIGRATION_ONLY
+
+
+def test_the_worker_leaves_the_token_machinery_out() -> None:
+    loaded = _loaded_by("mediagate.worker.runner")
+    assert not loaded & API_ONLY
+    assert _loaded_by("mediagate.api.app") >= API_ONLY
 
 
 # Three threads, each holding up to four 5 MiB buffers at a time (the SDK's upload parts),

@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mediagate.auth.tokens import Principal, TokenVerifier
+from mediagate.auth.tokens import TokenVerifier
+from mediagate.domain.principal import Principal
 from mediagate.errors import Unauthenticated
 from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService

@@ -7,23 +7,17 @@ import base64
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 from mediagate.config import Settings
+from mediagate.domain.principal import Principal
 from mediagate.errors import Unauthenticated
 
 HS256 = "HS256"
 RS256 = "RS256"
 VERIFIED_CACHE_SIZE = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user_id: uuid.UUID
-    organization_id: uuid.UUID
 
 
 class TokenVerifier:

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mediagate.auth.tokens import Principal
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import AuditRecord
+from mediagate.domain.principal import Principal
 from mediagate.errors import BadUserInput, Forbidden
 
 MAX_PAGE = 100

@@ -18,9 +18,9 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mediagate.auth.tokens import Principal
 from mediagate.db.media_changes import MediaChange
 from mediagate.domain import validation
+from mediagate.domain.principal import Principal
 from mediagate.services.media_view import MediaView
 from mediagate.services.uploads import UploadService
 

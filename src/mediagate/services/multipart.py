@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from minio.error import S3Error
 
-from mediagate.auth.tokens import Principal
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord, MultipartColumns
@@ -29,6 +28,7 @@ from mediagate.domain.multipart import (
     part_count,
     part_size_for,
 )
+from mediagate.domain.principal import Principal
 from mediagate.domain.status import MediaStatus
 from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
 from mediagate.services.media_view import MediaView, to_view

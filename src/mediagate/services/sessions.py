@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from mediagate.auth.tokens import Principal
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MultipartColumns
+from mediagate.domain.principal import Principal
 from mediagate.domain.validation import UploadRequest
 from mediagate.errors import Forbidden, NotFound
 

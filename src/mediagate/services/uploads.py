@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from mediagate.auth.tokens import Principal
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
@@ -17,6 +16,7 @@ from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import DEFAULT_STAGE, MEDIA_TYPES, STAGES
+from mediagate.domain.principal import Principal
 from mediagate.domain.status import IN_FLIGHT, MediaStatus
 from mediagate.domain.validation import StoredObject
 from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
