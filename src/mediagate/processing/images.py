@@ -146,13 +146,9 @@ def sanitize_image(
                 # a colour conversion on the way in and another on the way out.
                 image.draft("YCbCr", image.size)
             image.load()
-            clean = _replacing(image, _without_alpha(image))
-            if profile is not None:
-                clean = _in_srgb(clean, profile)
-            if clean.width * clean.height > rotate_in_memory_max_pixels:
-                clean = _oriented_through_disk(clean, orientation, destination.parent)
-            else:
-                clean = _replacing(clean, _oriented(clean, orientation))
+            clean = _cleaned(
+                image, profile, orientation, destination.parent, rotate_in_memory_max_pixels
+            )
             _save_jpeg(clean, destination)
             return ImageResult(width=clean.width, height=clean.height)
     except (UnacceptableMedia, ScratchUnavailable):
@@ -161,6 +157,22 @@ def sanitize_image(
         raise UnacceptableMedia(f"the file is not a readable {declared_type}: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise UnacceptableMedia(f"the image is corrupt: {error}") from None
+
+
+def _cleaned(
+    image: Image.Image,
+    profile: ImageCms.ImageCmsProfile | None,
+    orientation: int,
+    scratch: Path,
+    rotate_in_memory_max_pixels: int,
+) -> Image.Image:
+    """Flattened, in sRGB and upright: each step frees the pixels of the one before."""
+    clean = _replacing(image, _without_alpha(image))
+    if profile is not None:
+        clean = _in_srgb(clean, profile)
+    if clean.width * clean.height > rotate_in_memory_max_pixels:
+        return _oriented_through_disk(clean, orientation, scratch)
+    return _replacing(clean, _oriented(clean, orientation))
 
 
 def _save_jpeg(image: Image.Image, destination: Path) -> None:
