@@ -153,8 +153,8 @@ async def test_a_short_scratch_disk_is_retried_until_fixed_never_rejected(
     scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
     last_attempt = len(settings.retry_delays_ms)
     no_room = dataclasses.replace(settings, scratch_reserve_bytes=2**62)
-    limited = short_at == "the processed copy"
-    full_disk = DecoderPool(1, initializer=_decoder_on_a_full_disk if limited else None)
+    decoder_fills_disk = short_at == "the processed copy"
+    full_disk = DecoderPool(1, initializer=_decoder_on_a_full_disk if decoder_fills_disk else None)
     try:
         with (
             _this_process_on_a_full_disk()

@@ -170,9 +170,12 @@ def _cleaned(
     clean = _replacing(image, _without_alpha(image))
     if profile is not None:
         clean = _in_srgb(clean, profile)
+    fix = _ORIENTATION_FIXES.get(orientation)
+    if fix is None:
+        return clean
     if clean.width * clean.height > rotate_in_memory_max_pixels:
-        return _oriented_through_disk(clean, orientation, scratch)
-    return _replacing(clean, _oriented(clean, orientation))
+        return _turned_through_disk(clean, fix, scratch)
+    return _replacing(clean, clean.transpose(fix))
 
 
 def _save_jpeg(image: Image.Image, destination: Path) -> None:
@@ -230,18 +233,10 @@ def _in_srgb(image: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Ima
     return rgb
 
 
-def _oriented(image: Image.Image, orientation: int) -> Image.Image:
-    fix = _ORIENTATION_FIXES.get(orientation)
-    return image if fix is None else image.transpose(fix)
-
-
-def _oriented_through_disk(image: Image.Image, orientation: int, scratch: Path) -> Image.Image:
-    """`image` turned upright holding one copy of its pixels at a time: written raw to a
+def _turned_through_disk(image: Image.Image, fix: Image.Transpose, scratch: Path) -> Image.Image:
+    """`image` turned by `fix` holding one copy of its pixels at a time: written raw to a
     scratch file and closed, then read back a band of rows at a time into the turned
-    image. Closes `image` when it turns it."""
-    fix = _ORIENTATION_FIXES.get(orientation)
-    if fix is None:
-        return image
+    image. Closes `image`."""
     width, height = image.size
     mode = image.mode
     row_bytes = width * len(image.getbands())
