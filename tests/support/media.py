@@ -6,6 +6,7 @@ import io
 import struct
 import subprocess
 import zipfile
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -117,6 +118,27 @@ def png_bomb(size: tuple[int, int] = (10_000, 8_000)) -> bytes:
     buffer = io.BytesIO()
     Image.new("L", size).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def declaring(fmt: str, size: tuple[int, int]) -> bytes:
+    """A tiny image whose header declares `size` pixels (up to the format's maximum):
+    what a bomb looks like to anything that reads only its header."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(buffer, fmt)
+    data = bytearray(buffer.getvalue())
+    width, height = size
+    if fmt == "PNG":  # IHDR: width, height as 32-bit big-endian, then its CRC
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    elif fmt == "JPEG":  # SOF0: precision, then height and width
+        start = data.find(b"\xff\xc0")
+        data[start + 5 : start + 9] = struct.pack(">HH", height, width)
+    elif fmt == "GIF":  # the logical screen
+        data[6:10] = struct.pack("<HH", width, height)
+    elif fmt == "WEBP":  # VP8's frame header: 14-bit width and height
+        start = data.find(b"VP8 ") + 14
+        data[start : start + 4] = struct.pack("<HH", width, height)
+    return bytes(data)
 
 
 def padded_video(path: Path, total_bytes: int) -> Path:

@@ -451,8 +451,10 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
     [
         (media.progressive_jpeg((400, 300), extra_scans=300), "s.jpg", "image/jpeg", "scans"),
         (media.png_bomb(), "b.png", "image/png", "limit is 60000000"),
+        (media.declaring("PNG", (20_000, 20_000)), "c.png", "image/png", "limit is 60000000"),
+        (media.declaring("JPEG", (65_535, 65_535)), "d.jpg", "image/jpeg", "limit is 60000000"),
     ],
-    ids=["jpeg-of-300-scans", "png-bomb"],
+    ids=["jpeg-of-300-scans", "png-bomb", "past-pillows-threshold", "jpeg-maximum"],
 )
 async def test_costly_images_are_refused_from_their_headers_before_the_scan(
     api: httpx.AsyncClient,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from mediagate.processing.errors import ScratchUnavailable, UnacceptableMedia
-from mediagate.processing.images import sanitize_image
+from mediagate.processing.images import check_decoding_cost, sanitize_image
 from mediagate.processing.sniff import check_magic
 from mediagate.processing.video import ProcessingTimeout, VideoBudget, probe, sanitize_video
 from tests.support import media
@@ -141,6 +141,40 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path) -> None
     assert bomb.stat().st_size < 200_000
     with pytest.raises(UnacceptableMedia, match="limit is 60000000"):
         sanitize_image(bomb, "image/png", tmp_path / "out.jpg")
+
+
+# PNG declares 31 bits a side, JPEG and GIF 16, lossy WebP 14.
+_FORMAT_MAXIMA = {
+    "PNG": (2**31 - 1, 2**31 - 1),
+    "JPEG": (65_535, 65_535),
+    "GIF": (65_535, 65_535),
+    "WEBP": (16_383, 16_383),
+}
+_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size"),
+    [
+        ("PNG", (60_000_001, 1)),  # just past the limit
+        ("PNG", (20_000, 20_000)),  # 400 MP: past Pillow's own bomb threshold
+        *_FORMAT_MAXIMA.items(),
+    ],
+    ids=["just-past-the-limit", "past-pillows-threshold", *(f"{f}-maximum" for f in _FORMAT_MAXIMA)],
+)
+def test_every_bomb_is_refused_from_its_header(
+    tmp_path: Path, fmt: str, size: tuple[int, int]
+) -> None:
+    bomb = tmp_path / "bomb"
+    bomb.write_bytes(media.declaring(fmt, size))
+    with pytest.raises(UnacceptableMedia, match="limit is 60000000"):
+        check_decoding_cost(bomb, _CONTENT_TYPES[fmt])
+
+
+def test_an_image_at_the_pixel_limit_passes_the_header_check(tmp_path: Path) -> None:
+    at_limit = tmp_path / "at-limit.png"
+    at_limit.write_bytes(media.declaring("PNG", (7_500, 8_000)))
+    check_decoding_cost(at_limit, "image/png")  # 60,000,000 pixels: allowed
 
 
 def test_only_the_declared_format_is_decoded(tmp_path: Path) -> None:
