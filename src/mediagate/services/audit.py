@@ -16,6 +16,7 @@ from mediagate.errors import BadUserInput, Forbidden
 
 MAX_PAGE = 100
 _CURSOR_PREFIX = "audit:"
+_MAX_EVENT_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,19 @@ def _after_id(cursor: str | None) -> int:
         return 0
     try:
         decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
-        if decoded.startswith(_CURSOR_PREFIX):
-            return int(decoded.removeprefix(_CURSOR_PREFIX))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
+        decoded = ""
+    digits = decoded.removeprefix(_CURSOR_PREFIX)
+    if decoded.startswith(_CURSOR_PREFIX) and _is_event_id(digits):
+        return int(digits)
     raise BadUserInput("after is not a cursor this API issued", field="after")
+
+
+def _is_event_id(digits: str) -> bool:
+    """Event ids are PostgreSQL bigints: anything else was not issued here."""
+    return (
+        digits.isascii() and digits.isdigit() and len(digits) <= 19 and int(digits) <= _MAX_EVENT_ID
+    )
 
 
 async def audit_events(
@@ -59,7 +68,7 @@ async def audit_events(
     *,
     session_id: uuid.UUID | None,
     media_id: uuid.UUID | None,
-    first: int,
+    first: int | None,
     after: str | None,
 ) -> AuditConnection:
     """The events of one session or one media item, oldest first. Only the caller's
@@ -67,7 +76,7 @@ async def audit_events(
     FORBIDDEN, and one that was purged still shows its history."""
     if (session_id is None) == (media_id is None):
         raise BadUserInput("give exactly one of sessionId and mediaId", field="sessionId")
-    if not 1 <= first <= MAX_PAGE:
+    if first is None or not 1 <= first <= MAX_PAGE:
         raise BadUserInput(f"first must be 1 to {MAX_PAGE}", field="first")
     if session_id is not None:
         owner = await repo.session_organization(session_id)

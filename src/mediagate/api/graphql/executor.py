@@ -30,7 +30,7 @@ from graphql import (
     validate,
 )
 from graphql.execution import create_source_event_stream
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import NoSchemaIntrospectionCustomRule, ValuesOfCorrectTypeRule
 
 from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
 from mediagate.api.graphql.scalars import bind_scalars
@@ -191,7 +191,10 @@ class GraphQLExecutor:
     ) -> None:
         self._schema = schema
         self._limits = limits
-        self._rules = list(specified_rules)
+        self._rules = [
+            _ArgumentValuesRule if rule is ValuesOfCorrectTypeRule else rule
+            for rule in specified_rules
+        ]
         if not introspection:
             self._rules.append(NoSchemaIntrospectionCustomRule)
         self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
@@ -224,7 +227,9 @@ class GraphQLExecutor:
             self._schema, document, self._rules
         )
         for failure in failures:
-            failure.extensions = {"code": "GRAPHQL_VALIDATION_FAILED"}
+            failure.extensions = failure.extensions or {"code": "GRAPHQL_VALIDATION_FAILED"}
+            # Whatever a literal's parser raised, the document is at fault, not us.
+            failure.original_error = None
         return failures or document
 
     async def run(self, request: GraphQLRequest, context: Any) -> dict[str, Any]:
@@ -319,6 +324,15 @@ class GraphQLExecutor:
             result = await result
         assert isinstance(result, ExecutionResult)
         return _response(result)
+
+
+class _ArgumentValuesRule(ValuesOfCorrectTypeRule):
+    """A literal argument of the wrong type or out of range is bad input, as the same
+    value sent as a variable is."""
+
+    def report_error(self, error: GraphQLError) -> None:
+        error.extensions = {"code": "BAD_USER_INPUT"}
+        super().report_error(error)
 
 
 def _response(result: ExecutionResult) -> dict[str, Any]:

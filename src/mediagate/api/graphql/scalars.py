@@ -60,7 +60,9 @@ def _parse_long(value: Any) -> int:
 def _parse_long_literal(node: ValueNode, _variables: Any = None) -> int:
     if not isinstance(node, IntValueNode | StringValueNode):
         raise GraphQLError("Long must be a 64-bit integer (a number or a decimal string)")
-    return _parse_long(int(node.value) if isinstance(node, IntValueNode) else node.value)
+    # An integer literal is a string of digits too: the same length check comes before
+    # int(), which would otherwise refuse thousands of digits with a ValueError of its own.
+    return _parse_long(node.value)
 
 
 def bind_scalars(schema: GraphQLSchema) -> None:
