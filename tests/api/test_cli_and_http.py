@@ -198,6 +198,39 @@ async def test_endless_headers_are_cut_at_the_byte_limit(bounded_api: str) -> No
     await _answers_again(bounded_api)
 
 
+def _request_of_header_bytes(header_bytes: int, body: bytes) -> bytes:
+    """A POST whose request line and headers (through the blank line) are exactly
+    `header_bytes` long, followed by `body`."""
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\nX-Pad: " % len(body)
+    )
+    padding = header_bytes - len(head) - len(b"\r\n\r\n")
+    return head + b"p" * padding + b"\r\n\r\n" + body
+
+
+# A 60 KiB body (a large multipart completion is one), sent in one write with headers.
+_LARGE_BODY = b'{"query": "{ __typename }"' + b" " * (60 * 1024) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("header_bytes", "answer"),
+    [(MAX_HEADER_BYTES, b"HTTP/1.1 200"), (MAX_HEADER_BYTES + 1, b"HTTP/1.1 400")],
+    ids=["headers-at-the-limit", "headers-one-past-it"],
+)
+async def test_only_header_bytes_count_toward_the_header_limit(
+    bounded_api: str, header_bytes: int, answer: bytes
+) -> None:
+    port = int(bounded_api.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_request_of_header_bytes(header_bytes, _LARGE_BODY))
+    await writer.drain()
+    response = await _closed_by_server(reader)
+    writer.close()
+    assert response.startswith(answer), response[:200]
+    await _answers_again(bounded_api)
+
+
 async def test_a_slow_body_gets_408(bounded_api: str) -> None:
     port = int(bounded_api.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -89,11 +89,17 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
 
 
+_END_OF_HEADERS = b"\r\n\r\n"
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     config: BoundedConfig
     _header_deadline: asyncio.TimerHandle | None = None
-    # Bytes received while the headers are read; within one read of exact.
+    # Bytes of the request line and headers received so far (a body that arrives in the
+    # same read as the end of the headers is not theirs), and the last bytes of the
+    # previous read, where the end of the headers may have begun.
     _header_bytes = 0
+    _header_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -104,12 +110,20 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._header_deadline is not None:
-            self._header_bytes += len(data)
+            self._header_bytes += self._header_part(data)
             if self._header_bytes > self.config.max_header_bytes:
                 self._cancel_header_deadline()
                 self.send_400_response("Request headers too large.")
                 return
         super().data_received(data)
+
+    def _header_part(self, data: bytes) -> int:
+        """How many bytes of `data` come before the end of the headers (through it)."""
+        tail = self._header_tail
+        window = tail + data
+        end = window.find(_END_OF_HEADERS)
+        self._header_tail = window[-3:]
+        return len(data) if end < 0 else end + len(_END_OF_HEADERS) - len(tail)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -126,6 +140,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def _start_header_deadline(self) -> None:
         if self._header_deadline is None:
             self._header_bytes = 0
+            self._header_tail = b""
             self._header_deadline = self.loop.call_later(
                 self.config.header_timeout, self.transport.close
             )
