@@ -48,16 +48,30 @@ QUERY = (
 )
 
 
+# Requests go round these many sessions, as many users' uploads would: one session
+# takes at most MAX_SESSION_ITEMS, and its count is one row all its uploads update.
+SESSIONS = 64
+
+
 def wrk_script(
-    directory: Path, session_id: uuid.UUID, token: str, query: str = QUERY, name: str = "mediagate"
+    directory: Path,
+    session_ids: list[uuid.UUID],
+    token: str,
+    query: str = QUERY,
+    name: str = "mediagate",
 ) -> Path:
-    body = json.dumps({"query": query, "variables": {"s": str(session_id)}})
+    bodies = [json.dumps({"query": query, "variables": {"s": str(s)}}) for s in session_ids]
     script = directory / f"get_upload_url_{name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        f"local bodies = {{{', '.join(json.dumps(body) for body in bodies)}}}\n"
+        "local sent = 0\n"
+        "request = function()\n"
+        "  sent = sent + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[sent % #bodies + 1])\n"
+        "end\n"
     )
     return script
 
@@ -168,14 +182,16 @@ def presign_cost_us(settings: Settings, calls: int = 20000) -> float:
 
 
 async def insert_cost_us(
-    settings: Settings, organization: uuid.UUID, session_id: uuid.UUID, user: uuid.UUID
+    settings: Settings, organization: uuid.UUID, user: uuid.UUID
 ) -> tuple[float, float]:
-    """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers."""
+    """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers (each
+    in a session of its own)."""
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, settings.db_pool_size)
     expires = datetime.now(UTC) + timedelta(minutes=5)
+    sessions = [await repo.create_session(organization) for _ in range(64)]
 
-    async def insert() -> None:
+    async def insert(session_id: uuid.UUID) -> None:
         await repo.insert_pending(
             organization_id=organization,
             session_id=session_id,
@@ -185,44 +201,54 @@ async def insert_cost_us(
             stage="general",
             uploaded_by=user,
             upload_expires_at=expires,
+            max_items=settings.max_session_items,
         )
 
     try:
         started = time.perf_counter()
         for _ in range(2000):
-            await insert()
+            await insert(sessions[0])
         sequential = (time.perf_counter() - started) / 2000 * 1e6
         started = time.perf_counter()
 
-        async def caller() -> None:
+        async def caller(session_id: uuid.UUID) -> None:
             for _ in range(100):
-                await insert()
+                await insert(session_id)
 
-        await asyncio.gather(*(caller() for _ in range(64)))
+        await asyncio.gather(*(caller(session) for session in sessions))
         per_second = 6400 / (time.perf_counter() - started)
     finally:
         await engine.close_connection_pool()
     return sequential, per_second
 
 
-async def count_rows(settings: Settings, session_id: uuid.UUID) -> int:
+async def count_rows(settings: Settings, session_ids: list[uuid.UUID]) -> int:
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 2)
     try:
-        return len(await repo.list_session_media(session_id, None))
+        return sum([len(await repo.list_session_media(s, None)) for s in session_ids])
+    finally:
+        await engine.close_connection_pool()
+
+
+async def create_sessions(settings: Settings, organization: uuid.UUID) -> list[uuid.UUID]:
+    engine = db_engine.bind_engine(settings)
+    await db_engine.start_pool(engine, 2)
+    try:
+        return [await repo.create_session(organization) for _ in range(SESSIONS)]
     finally:
         await engine.close_connection_pool()
 
 
 @dataclass(frozen=True)
 class Stack:
-    """A migrated database, the S3 test server with its bucket, a session and a token."""
+    """A migrated database, the S3 test server with its bucket, sessions and a token."""
 
     env: dict[str, str]
     settings: Settings
     organization: uuid.UUID
     user: uuid.UUID
-    session_id: uuid.UUID
+    session_ids: list[uuid.UUID]
     token: str
 
 
@@ -242,8 +268,8 @@ def prepared_stack(**overrides: str) -> Iterator[Stack]:
             setup_storage(settings, bucket_events=False, require_tls=False)
             organization, user = uuid.uuid4(), uuid.uuid4()
             token = issue_token(settings, Principal(user, organization), 3600)
-            session_id = create_session(env, organization)
-            yield Stack(env, settings, organization, user, session_id, token)
+            session_ids = asyncio.run(create_sessions(settings, organization))
+            yield Stack(env, settings, organization, user, session_ids, token)
     finally:
         asyncio.run(services.drop_database(database_url))
 
@@ -307,25 +333,25 @@ def main() -> None:
 
     with prepared_stack() as stack, tempfile.TemporaryDirectory() as scratch:
         with served_api(stack, args.workers) as (url, pid):
-            script = wrk_script(Path(scratch), stack.session_id, stack.token)
+            script = wrk_script(Path(scratch), stack.session_ids, stack.token)
             run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
             *levels, last = args.concurrency
             results = {c: run_wrk(url, script, c, args.seconds) for c in levels}
             with profiling(pid, args.profile):
                 results[last] = run_wrk(url, script, last, args.seconds)
             rss = peak_rss_mib(pid)
-        rows = asyncio.run(count_rows(stack.settings, stack.session_id))
+        rows = asyncio.run(count_rows(stack.settings, stack.session_ids))
         nestjs = None
         if args.nestjs:
             with nestjs_server(stack.env) as nest_url:
                 nest_script = wrk_script(
-                    Path(scratch), stack.session_id, stack.token, NESTJS_QUERY, "nestjs"
+                    Path(scratch), stack.session_ids, stack.token, NESTJS_QUERY, "nestjs"
                 )
                 run_wrk(nest_url, nest_script, 16, 2)
                 nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)
         presign = presign_cost_us(stack.settings)
         insert_seq, insert_rate = asyncio.run(
-            insert_cost_us(stack.settings, stack.organization, stack.session_id, stack.user)
+            insert_cost_us(stack.settings, stack.organization, stack.user)
         )
 
     total = sum(r["requests"] for r in results.values())

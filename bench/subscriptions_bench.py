@@ -145,6 +145,7 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
             stage="general",
             uploaded_by=stack.user,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
+            max_items=stack.settings.max_session_items,
         )
     finally:
         await engine.close_connection_pool()
@@ -275,7 +276,7 @@ def main() -> None:
         media_id = asyncio.run(followed_media(stack, followed_session))
         with served_api(stack, workers=1) as (url, pid):
             http_url = url.removesuffix("/graphql")
-            script = wrk_script(Path(scratch), stack.session_id, stack.token)
+            script = wrk_script(Path(scratch), stack.session_ids, stack.token)
             run_wrk(url, script, 16, 2)  # warm-up
             without, with_open = [], []
             for pair in range(args.pairs):

@@ -150,6 +150,7 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
                 stage="inspection",
                 uploaded_by=user,
                 upload_expires_at=datetime.now(UTC) + timedelta(minutes=30),
+                max_items=settings.max_session_items,
             )
             assert media_id is not None
             await store.upload(key, path, content_type, {})

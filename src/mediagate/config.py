@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from mediagate.domain.media_types import MediaKind
+from mediagate.domain.validation import MAX_PAGE
 
 T = TypeVar("T")
 
@@ -68,6 +69,7 @@ class Settings:
     ws_max_operations: int
     ws_queue_limit: int
     ws_stall_timeout: float
+    max_session_items: int
     demo_page: bool
     audit_retention_days: int
     reconcile_interval: float
@@ -298,6 +300,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"BUCKET_EVENTS_EXCHANGE_TYPE must be direct, fanout or topic, got {exchange_type!r}"
         )
     max_image_bytes, max_video_bytes = _size_limits(env)
+    ws_queue_limit = env.positive_int("WS_QUEUE_LIMIT", 1000)
+    if ws_queue_limit < MAX_PAGE:
+        # A subscription's first state is a page, and it waits in the same queue.
+        raise SettingsError(f"WS_QUEUE_LIMIT must be at least {MAX_PAGE} (a page of media)")
     video_time_limit = env.positive_float("VIDEO_TIME_LIMIT", 600.0)
     return Settings(
         database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
@@ -342,8 +348,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ws_max_connections=env.positive_int("WS_MAX_CONNECTIONS", 10_000),
         ws_init_timeout=env.positive_float("WS_INIT_TIMEOUT", 10.0),
         ws_max_operations=env.positive_int("WS_MAX_OPERATIONS", 20),
-        ws_queue_limit=env.positive_int("WS_QUEUE_LIMIT", 1000),
+        ws_queue_limit=ws_queue_limit,
         ws_stall_timeout=env.positive_float("WS_STALL_TIMEOUT", 30.0),
+        max_session_items=env.positive_int("MAX_SESSION_ITEMS", 10_000),
         demo_page=env.flag("DEMO_PAGE", False),
         audit_retention_days=env.positive_int("AUDIT_RETENTION_DAYS", 400),
         reconcile_interval=env.positive_float("RECONCILE_INTERVAL", 300.0),

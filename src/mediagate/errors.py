@@ -40,3 +40,9 @@ class ServiceUnavailable(ClientError):
     """A dependency (broker, store) is down; nothing was changed and the call can be retried."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class LimitExceeded(ClientError):
+    """A bound on what one caller may hold was reached (details name it); nothing changed."""
+
+    code = "LIMIT_EXCEEDED"

@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,13 +129,17 @@ class Clamd:
 
 
 @contextmanager
-def serve_api(env: dict[str, str], *options: str) -> Iterator[ServedApi]:
-    """`mediagate serve` as a process on a free port, until the block ends."""
+def serve_api(env: dict[str, str], *options: str, log: Path | None = None) -> Iterator[ServedApi]:
+    """`mediagate serve` as a process on a free port, until the block ends; its log goes
+    to `log` when given."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mediagate.cli", "serve", "--port", str(port), *options],
-        env={"PATH": os.environ["PATH"], **env},
-    )
+    with ExitStack() as files:
+        stderr = None if log is None else files.enter_context(log.open("ab"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mediagate.cli", "serve", "--port", str(port), *options],
+            env={"PATH": os.environ["PATH"], **env},
+            stderr=stderr,
+        )
     served = ServedApi(f"http://127.0.0.1:{port}", process.pid)
     try:
         deadline = time.monotonic() + 30

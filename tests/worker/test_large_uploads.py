@@ -223,6 +223,7 @@ async def _process_with_worker(
         stage="inspection",
         uploaded_by=tenant.principal.user_id,
         upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        max_items=settings.max_session_items,
     )
     assert record_id is not None
     with source.open("rb") as stream:

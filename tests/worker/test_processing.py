@@ -150,7 +150,12 @@ _FORMAT_MAXIMA = {
     "GIF": (65_535, 65_535),
     "WEBP": (16_383, 16_383),
 }
-_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+_CONTENT_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
 
 
 @pytest.mark.parametrize(
@@ -160,7 +165,11 @@ _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", 
         ("PNG", (20_000, 20_000)),  # 400 MP: past Pillow's own bomb threshold
         *_FORMAT_MAXIMA.items(),
     ],
-    ids=["just-past-the-limit", "past-pillows-threshold", *(f"{f}-maximum" for f in _FORMAT_MAXIMA)],
+    ids=[
+        "just-past-the-limit",
+        "past-pillows-threshold",
+        *(f"{f}-maximum" for f in _FORMAT_MAXIMA),
+    ],
 )
 def test_every_bomb_is_refused_from_its_header(
     tmp_path: Path, fmt: str, size: tuple[int, int]

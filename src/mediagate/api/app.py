@@ -220,6 +220,7 @@ def create_app(settings: Settings) -> Litestar:
         feed = MediaFeed(uploads, FollowLimits(settings.ws_queue_limit, settings.ws_stall_timeout))
         listener = MediaChangeListener(settings.database_url, feed.deliver, feed.resync)
         await listener.start()
+        stall_watch = asyncio.create_task(feed.watch_stalls(), name="subscriber-stall-watch")
         sockets = SocketServices(
             executor,
             uploads,
@@ -244,6 +245,8 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            stall_watch.cancel()
+            await asyncio.gather(stall_watch, return_exceptions=True)
             await listener.close()
             await publisher.close()
             await engine.close_connection_pool()
@@ -271,5 +274,7 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=cors,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=None,
+        # Its default configures the root logger anew: ours (JSON lines) stays in place.
+        logging_config=None,
         debug=False,
     )

@@ -231,6 +231,19 @@ class GraphQLWebSocket:
         )
 
     async def _operate(self, operation_id: str, payload: Any) -> None:
+        try:
+            await self._respond(operation_id, payload)
+        except _Disconnected:
+            self._stop(None)  # the client went away mid-send: nothing went wrong here
+        except Exception:
+            log.exception("unexpected failure in a GraphQL WebSocket operation")
+            self._stop(_Close(CloseCode.INTERNAL_ERROR, "Internal server error"))
+        finally:
+            # The id may already name a new operation (completed, then subscribed again).
+            if self._operations.get(operation_id) is asyncio.current_task():
+                del self._operations[operation_id]
+
+    async def _respond(self, operation_id: str, payload: Any) -> None:
         assert self._context is not None
         try:
             request = GraphQLRequest.from_json(payload)
@@ -244,15 +257,8 @@ class GraphQLWebSocket:
                 await responses.aclose()
         except RequestError as error:
             await self._send_error(operation_id, error.errors)
-        except Exception:
-            log.exception("unexpected failure in a GraphQL WebSocket operation")
-            self._stop(_Close(CloseCode.INTERNAL_ERROR, "Internal server error"))
         else:
             await self._send_message({"id": operation_id, "type": "complete"})
-        finally:
-            # The id may already name a new operation (completed, then subscribed again).
-            if self._operations.get(operation_id) is asyncio.current_task():
-                del self._operations[operation_id]
 
     async def _send_error(self, operation_id: str, errors: list[dict[str, Any]]) -> None:
         await self._send_message({"id": operation_id, "type": "error", "payload": errors})
@@ -266,7 +272,10 @@ class GraphQLWebSocket:
             "bytes": None,
             "text": encoded.decode(),
         }
-        await self._send(event)
+        try:
+            await self._send(event)
+        except OSError:  # the server's own word for a client that is gone
+            raise _Disconnected from None
 
     async def _stop_operations(self) -> None:
         operations = list(self._operations.values())

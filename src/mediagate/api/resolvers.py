@@ -142,10 +142,13 @@ async def session_media(
     _source: Any,
     info: GraphQLResolveInfo,
     sessionId: uuid.UUID,
+    first: int | None,
     stage: str | None = None,
+    after: uuid.UUID | None = None,
 ) -> list[MediaView]:
     context = _context(info)
-    return await context.uploads.session_media(await context.principal(), sessionId, stage)
+    principal = await context.principal()
+    return await context.uploads.session_media(principal, sessionId, stage, first, after)
 
 
 async def upload_policy(_source: Any, info: GraphQLResolveInfo) -> UploadPolicy:

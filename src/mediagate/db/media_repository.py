@@ -103,6 +103,15 @@ async def session_organization(session_id: uuid.UUID) -> uuid.UUID | None:
     return None if row is None else row["organization_id"]
 
 
+async def session_item_count(session_id: uuid.UUID) -> int:
+    row = (
+        await GarageSession.select(GarageSession.item_count)
+        .where(GarageSession.id == session_id)
+        .first()
+    )
+    return 0 if row is None else int(row["item_count"])
+
+
 async def insert_pending(
     *,
     organization_id: uuid.UUID,
@@ -113,10 +122,12 @@ async def insert_pending(
     stage: str,
     uploaded_by: uuid.UUID,
     upload_expires_at: datetime,
+    max_items: int,
     request_id: str | None = None,
     multipart: MultipartColumns | None = None,
 ) -> uuid.UUID | None:
-    """Insert a PENDING_UPLOAD row if the session belongs to the organization, else None.
+    """Insert a PENDING_UPLOAD row if the session belongs to the organization and has had
+    fewer than `max_items`, else None.
 
     The hot path of getUploadUrl: one statement that checks and inserts, sent straight
     through the engine's connection pool, because Piccolo's query builders cost more
@@ -134,6 +145,7 @@ async def insert_pending(
         upload_expires_at,
         request_id,
         *(multipart or _SINGLE_PUT),
+        max_items,
     )
 
 
@@ -149,14 +161,20 @@ class MultipartColumns:
 
 _SINGLE_PUT = (None, None, None)
 
+# The session's count goes up in the statement that adds the row: of two requests for
+# the last place, the second waits for the first's row lock and then finds it taken.
 _INSERT_PENDING = """
+WITH s AS (
+  UPDATE garage_sessions SET item_count = item_count + 1
+  WHERE id = $1 AND organization_id = $2 AND item_count < $13
+  RETURNING id
+)
 INSERT INTO session_media (
   session_id, file_key, original_filename, content_type, stage, uploaded_by, upload_expires_at,
   changed_by, change_ref, upload_id, declared_size, part_size
 )
 SELECT s.id, $3, $4, $5, $6, $7::uuid, $8, 'user:' || $7::uuid::text, $9, $10, $11, $12
-FROM garage_sessions s
-WHERE s.id = $1 AND s.organization_id = $2
+FROM s
 RETURNING id
 """
 
@@ -197,11 +215,38 @@ async def find_by_key(file_key: str) -> MediaRecord | None:
 
 
 async def list_session_media(session_id: uuid.UUID, stage: str | None) -> list[MediaRecord]:
+    """All of a session's media (at most MAX_SESSION_ITEMS), for operators' commands."""
     query = SessionMedia.select(*_COLUMNS).where(SessionMedia.session_id == session_id)
     if stage is not None:
         query = query.where(SessionMedia.stage == stage)
     rows = await query.order_by(SessionMedia.created_at).order_by(SessionMedia.id)
     return [MediaRecord.from_row(row) for row in rows]
+
+
+_SESSION_PAGE = f"""
+SELECT {", ".join(_RECORD_FIELDS)} FROM session_media
+WHERE session_id = $1 AND ($2::text IS NULL OR stage = $2)
+  AND ($3::uuid IS NULL OR (created_at, id) > (
+    SELECT created_at, id FROM session_media WHERE id = $3 AND session_id = $1
+  ))
+ORDER BY created_at, id
+LIMIT $4
+"""
+
+
+async def session_media_page(
+    session_id: uuid.UUID, stage: str | None, after: uuid.UUID | None, limit: int
+) -> list[MediaRecord]:
+    """Up to `limit` of a session's media, oldest first, after the item `after` (none
+    when `after` is not an item of the session)."""
+    rows = await _pool().fetch(_SESSION_PAGE, session_id, stage, after, limit)
+    return [MediaRecord.from_row(dict(row)) for row in rows]
+
+
+async def is_in_session(media_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    return await SessionMedia.exists().where(
+        (SessionMedia.id == media_id) & (SessionMedia.session_id == session_id)
+    )
 
 
 async def find_many(media_ids: list[uuid.UUID]) -> list[MediaRecord]:

@@ -28,6 +28,8 @@ class GarageSession(Table, tablename="garage_sessions"):
     id = UUID(primary_key=True)
     organization_id = UUID(null=False, index=True)
     created_at = Timestamptz()
+    # Items the session ever had (rows go only with their session): MAX_SESSION_ITEMS.
+    item_count = Integer(default=0, null=False)
 
 
 class SessionMedia(Table, tablename="session_media"):

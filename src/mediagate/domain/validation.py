@@ -18,6 +18,18 @@ CLOCK_SKEW = timedelta(seconds=5)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
+# What one page of a list (sessionMedia, auditEvents) may hold: each item costs the
+# event loop its serialization, and ten aliases ask for ten pages at once.
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
+
+
+def check_page_size(first: int | None) -> int:
+    if first is None or not 1 <= first <= MAX_PAGE:
+        raise BadUserInput(f"first must be 1 to {MAX_PAGE}", field="first")
+    return first
+
+
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
     """What getUploadUrl and startMultipartUpload are asked, once checked."""

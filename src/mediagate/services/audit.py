@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import AuditRecord
 from mediagate.domain.principal import Principal
+from mediagate.domain.validation import check_page_size
 from mediagate.errors import BadUserInput, Forbidden
 
-MAX_PAGE = 100
 _CURSOR_PREFIX = "audit:"
 _MAX_EVENT_ID = 2**63 - 1
 
@@ -76,8 +76,7 @@ async def audit_events(
     FORBIDDEN, and one that was purged still shows its history."""
     if (session_id is None) == (media_id is None):
         raise BadUserInput("give exactly one of sessionId and mediaId", field="sessionId")
-    if first is None or not 1 <= first <= MAX_PAGE:
-        raise BadUserInput(f"first must be 1 to {MAX_PAGE}", field="first")
+    first = check_page_size(first)
     if session_id is not None:
         owner = await repo.session_organization(session_id)
         if owner is not None and owner != principal.organization_id:

@@ -1,12 +1,14 @@
 """Live media status for subscribers: one feed per API process, fanned out in memory.
 
-Every subscriber of a session gets the session's current media first, then each change
-as it is committed. A change is read from the database once, however many subscribe to
-its session, and the same view is handed to each of them. What a subscriber has not
-taken yet is kept per media item, newest state only: one that reads slowly skips
-intermediate states rather than queueing them. A subscriber that leaves items waiting
-longer than the stall timeout, or lets more than `max_pending` pile up, is dropped (its
-`on_overflow` runs): memory never grows with a slow reader.
+Every subscriber of a session gets the current state of the session's first page of
+media first, then each change as it is committed. A change is read from the database
+once, however many subscribe to its session, and the same view is handed to each of
+them. What a subscriber has not taken yet, the first state included, is kept per media
+item, newest state only: one that reads slowly skips intermediate states rather than
+queueing them. A subscriber that leaves items waiting longer than the stall timeout
+(whether or not anything changes meanwhile: a watchdog looks), or lets more than
+`max_pending` pile up, is dropped (its `on_overflow` runs): memory never grows with a
+slow reader.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,9 +54,22 @@ class _Follower:
             if self.stage is None or view.stage == self.stage:
                 self.pending.pop(view.id, None)
                 self.pending[view.id] = view
+        self._settle(time.monotonic())
+
+    def start_with(self, current: list[MediaView]) -> None:
+        """The first state goes ahead of any change offered meanwhile; a change's view is
+        kept over the first state's (a later change would bring the latest anyway)."""
+        offered = self.pending
+        self.pending = OrderedDict((view.id, view) for view in current)
+        self.offer(list(offered.values()))
+
+    def check_stall(self, now: float) -> None:
+        if not self.dropped and self.pending:
+            self._settle(now)
+
+    def _settle(self, now: float) -> None:
         if not self.pending:
             return
-        now = time.monotonic()
         if self.waiting_since is None:
             self.waiting_since = now
         stalled = now - self.waiting_since > self.limits.stall_timeout
@@ -104,7 +119,18 @@ class MediaFeed:
         except BaseException:
             self.forget(follower)
             raise
-        return FollowerStream(self, follower, current)
+        follower.start_with(current)
+        return FollowerStream(self, follower)
+
+    async def watch_stalls(self) -> None:
+        """Drop subscribers that stopped reading even while nothing changes: runs until
+        cancelled, looking a few times per stall timeout."""
+        while True:
+            await asyncio.sleep(self._limits.stall_timeout / 4)
+            now = time.monotonic()
+            for followers in tuple(self._followers.values()):
+                for follower in tuple(followers):
+                    follower.check_stall(now)
 
     def _overflowed(self, on_overflow: Callable[[], None]) -> Callable[[], None]:
         def count_and_drop() -> None:
@@ -142,17 +168,14 @@ class MediaFeed:
 class FollowerStream:
     """An async iterator of MediaView; `aclose` unsubscribes, whether iterated or not."""
 
-    def __init__(self, feed: MediaFeed, follower: _Follower, current: list[MediaView]) -> None:
+    def __init__(self, feed: MediaFeed, follower: _Follower) -> None:
         self._feed = feed
         self._follower = follower
-        self._current = deque(current)
 
     def __aiter__(self) -> FollowerStream:
         return self
 
     async def __anext__(self) -> MediaView:
-        if self._current:
-            return self._current.popleft()
         return await self._follower.take()
 
     async def aclose(self) -> None:

@@ -30,7 +30,7 @@ from mediagate.domain.multipart import (
 )
 from mediagate.domain.principal import Principal
 from mediagate.domain.status import MediaStatus
-from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailable
+from mediagate.errors import BadUserInput, ClientError, Conflict, NotFound, ServiceUnavailable
 from mediagate.services.media_view import MediaView, to_view
 from mediagate.services.sessions import add_pending, authorize_session
 from mediagate.storage.multipart import MultipartUploads, PartsRefused, UploadGone
@@ -101,12 +101,20 @@ class MultipartService:
         part_size = part_size_for(size, self._settings.multipart_part_size)
         now = self._clock()
         columns = MultipartColumns(upload_id, size, part_size)
-        inserted = await add_pending(
-            principal, session_id, request, file_key, now + self._ttl, request_id, columns
-        )
-        if inserted is None:  # the session went away meanwhile
+        try:
+            await add_pending(
+                principal,
+                session_id,
+                request,
+                file_key,
+                now + self._ttl,
+                request_id,
+                self._settings.max_session_items,
+                columns,
+            )
+        except ClientError:  # full, or the session went away meanwhile
             await self._uploads.abort(file_key, upload_id)
-            raise NotFound("session not found")
+            raise
         count = part_count(size, part_size)
         first = range(1, min(count, MAX_URLS_PER_CALL) + 1)
         return MultipartTicket(

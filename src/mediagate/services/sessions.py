@@ -9,7 +9,7 @@ from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MultipartColumns
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import UploadRequest
-from mediagate.errors import Forbidden, NotFound
+from mediagate.errors import Forbidden, LimitExceeded, NotFound
 
 
 async def authorize_session(principal: Principal, session_id: uuid.UUID) -> None:
@@ -27,10 +27,12 @@ async def add_pending(
     file_key: str,
     expires_at: datetime,
     request_id: str,
+    max_items: int,
     multipart: MultipartColumns | None = None,
-) -> uuid.UUID | None:
-    """A PENDING_UPLOAD row in the session, if it is the principal's organization's."""
-    return await repo.insert_pending(
+) -> uuid.UUID:
+    """A PENDING_UPLOAD row in the session, if it is the principal's organization's and
+    has room; raises NotFound, Forbidden or LimitExceeded otherwise."""
+    inserted = await repo.insert_pending(
         organization_id=principal.organization_id,
         session_id=session_id,
         file_key=file_key,
@@ -41,4 +43,14 @@ async def add_pending(
         upload_expires_at=expires_at,
         request_id=request_id,
         multipart=multipart,
+        max_items=max_items,
     )
+    if inserted is not None:
+        return inserted
+    await authorize_session(principal, session_id)  # raises the precise error
+    if await repo.session_item_count(session_id) >= max_items:
+        raise LimitExceeded(
+            f"the session has {max_items} items, the most it may have; use another session",
+            limit="MAX_SESSION_ITEMS",
+        )
+    raise NotFound("session not found")  # deleted meanwhile

@@ -157,12 +157,15 @@ class UploadService:
         now = self._clock()
         file_key = keys.upload_key(session_id, request.stage, request.extension)
         expires_at = now + timedelta(seconds=ttl)
-        inserted = await add_pending(
-            principal, session_id, request, file_key, expires_at, request_id
+        await add_pending(
+            principal,
+            session_id,
+            request,
+            file_key,
+            expires_at,
+            request_id,
+            self._settings.max_session_items,
         )
-        if inserted is None:
-            await authorize_session(principal, session_id)  # raises the precise error
-            raise NotFound("session not found")
         upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
         return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
 
@@ -285,13 +288,21 @@ class UploadService:
         return self._view(record)
 
     async def session_media(
-        self, principal: Principal, session_id: uuid.UUID, stage: str | None
+        self,
+        principal: Principal,
+        session_id: uuid.UUID,
+        stage: str | None,
+        first: int | None = validation.DEFAULT_PAGE,
+        after: uuid.UUID | None = None,
     ) -> list[MediaView]:
+        """A page of the session's media, oldest first, after the item `after`."""
         stage_name = validation.normalise_stage(stage) if stage is not None else None
+        limit = validation.check_page_size(first)
         await authorize_session(principal, session_id)
-        return [
-            self._view(record) for record in await repo.list_session_media(session_id, stage_name)
-        ]
+        if after is not None and not await repo.is_in_session(after, session_id):
+            raise BadUserInput("after is not an item of this session", field="after")
+        records = await repo.session_media_page(session_id, stage_name, after, limit)
+        return [self._view(record) for record in records]
 
     async def views_of_media(self, media_ids: list[uuid.UUID]) -> list[MediaView]:
         """Views of these rows for subscribers already authorized for their sessions."""
