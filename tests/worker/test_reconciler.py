@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
+from mediagate.db.tables import SessionMedia
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
@@ -208,6 +209,53 @@ async def test_orphan_objects_are_deleted_after_the_grace_period(
     findings = await _reconcile(store, publisher, BOUNDS.grace + timedelta(seconds=5))
     assert {upload, output} <= set(findings.orphans_deleted)
     assert await store.head(upload) is None and await store.head(output) is None
+
+
+DELETE = "mutation($id: UUID!) { deleteMedia(id: $id) { status } }"
+
+
+async def test_originals_whose_rows_are_done_with_them_are_swept(
+    api: httpx.AsyncClient, publisher: JobPublisher, store: ObjectStore, tenant: Tenant
+) -> None:
+    """A PUT through a URL still valid after its item was deleted (no bucket event came),
+    and originals left by finished rows, go after the grace period; a row that may still
+    need its original keeps it."""
+    deleted = await request_upload(api, tenant)
+    media_id = (await row(deleted["fileKey"])).id
+    body = await graphql(api, DELETE, {"id": str(media_id)}, tenant.token)
+    assert body["data"]["deleteMedia"]["status"] == "DELETED"
+    await put_object(deleted["uploadUrl"], media.fixture("landscape_6.jpg"), "image/jpeg")
+    left = {deleted["fileKey"]}
+    for final in (MediaStatus.REJECTED, MediaStatus.COMPLETED):
+        left.add(await _original_with_status(api, tenant, final))
+    kept = {
+        await _original_with_status(api, tenant, needing)
+        for needing in (MediaStatus.SCAN_FAILED, MediaStatus.UPLOADED)
+    }
+
+    fresh = await _reconcile(store, publisher, timedelta(0))
+    assert not (left | kept) & set(fresh.orphans_deleted)
+    findings = await _reconcile(store, publisher, BOUNDS.grace + timedelta(seconds=5))
+    assert left <= set(findings.orphans_deleted) and not kept & set(findings.orphans_deleted)
+    for key in left:
+        assert await store.head(key) is None, key
+    for key in kept:
+        assert await store.head(key) is not None, key
+
+
+async def _original_with_status(api: httpx.AsyncClient, tenant: Tenant, status: MediaStatus) -> str:
+    """An upload whose row is set straight to `status` with its original in the store."""
+    ticket = await request_upload(api, tenant)
+    await put_object(ticket["uploadUrl"], media.fixture("landscape_6.jpg"), "image/jpeg")
+    await SessionMedia.update(
+        {
+            SessionMedia.status: status.value,
+            SessionMedia.rejection_reason: "set by the test",
+            SessionMedia.processed_key: keys.processed_key(ticket["fileKey"], ".jpg"),
+            SessionMedia.processed_at: datetime.now(UTC),
+        }
+    ).where(SessionMedia.file_key == ticket["fileKey"])
+    return str(ticket["fileKey"])
 
 
 async def test_a_completed_item_without_its_file_is_reported_not_fixed(

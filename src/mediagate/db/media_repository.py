@@ -14,7 +14,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from mediagate.db.tables import AuditEvent, GarageSession, SessionMedia, User
 from mediagate.domain.audit import Actor
-from mediagate.domain.status import IN_FLIGHT, MediaStatus, sources_of
+from mediagate.domain.status import IN_FLIGHT, NEEDS_ORIGINAL, MediaStatus, sources_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,11 +527,15 @@ async def mark_requeued(media_id: uuid.UUID, actor: Actor) -> None:
     )
 
 
-async def upload_keys_with_rows(file_keys: list[str]) -> set[str]:
+async def upload_keys_needed(file_keys: list[str]) -> set[str]:
+    """Which of these upload keys belong to rows that may still need their original."""
     rows = await SessionMedia.select(SessionMedia.file_key).where(
-        SessionMedia.file_key.is_in(file_keys)
+        SessionMedia.file_key.is_in(file_keys) & SessionMedia.status.is_in(_NEEDS_ORIGINAL_VALUES)
     )
     return {row["file_key"] for row in rows}
+
+
+_NEEDS_ORIGINAL_VALUES = [status.value for status in NEEDS_ORIGINAL]
 
 
 async def completed_outputs_after(after: str, limit: int) -> list[str]:

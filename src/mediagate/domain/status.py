@@ -27,6 +27,13 @@ IN_FLIGHT: frozenset[MediaStatus] = frozenset(
     {MediaStatus.UPLOADED, MediaStatus.SCANNING, MediaStatus.PROCESSING}
 )
 
+# A row in these may still need its original in the store (to process it, or to keep it
+# for review); in the others (COMPLETED, REJECTED, DELETED) the original is done with.
+NEEDS_ORIGINAL: frozenset[MediaStatus] = IN_FLIGHT | {
+    MediaStatus.PENDING_UPLOAD,
+    MediaStatus.SCAN_FAILED,
+}
+
 # SCANNING and PROCESSING may be re-entered from each other: a job whose worker died
 # is started again from the scan, because nothing a dead worker did is trusted.
 _NEXT: dict[MediaStatus, frozenset[MediaStatus]] = {

@@ -14,8 +14,10 @@ the store and with the clock, puts right what can be put right, and reports the 
   keeps its history.
 - Multipart uploads open in the store under sessions/ for longer than `grace` with no
   PENDING_UPLOAD row are aborted (the store's own stale-upload expiry is the backstop).
-- Objects under sessions/ with no row, and under processed/ that no COMPLETED row
-  points at, older than `grace`, are deleted and logged.
+- Objects under sessions/ with no row, or whose row is done with its original
+  (COMPLETED, REJECTED, DELETED: a PUT through a URL still valid after its item was
+  deleted, an upload completed as it was aborted), and under processed/ that no
+  COMPLETED row points at, older than `grace`, are deleted and logged.
 - COMPLETED rows whose processed copy or poster is missing are reported (log and
   metric) and never "fixed": that is data loss for someone to look at.
 
@@ -160,13 +162,13 @@ class Reconciler:
         await repo.mark_requeued(media_id, self._actor)
 
     async def _sweep_uploads(self, now: datetime, findings: Findings) -> None:
-        """Objects under sessions/ that no row knows."""
+        """Objects under sessions/ that no row needs."""
         after = ""
         while page := await self._store.list_page(keys.UPLOADS_PREFIX, after, PAGE):
             after = page[-1][0]
-            known = await repo.upload_keys_with_rows([key for key, _ in page])
+            needed = await repo.upload_keys_needed([key for key, _ in page])
             for key, modified in page:
-                if key not in known and modified < now - self._bounds.grace:
+                if key not in needed and modified < now - self._bounds.grace:
                     await self._delete_orphan(key, findings)
 
     async def _sweep_multipart(self, now: datetime, findings: Findings) -> None:
