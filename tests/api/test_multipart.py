@@ -25,6 +25,7 @@ from tests.support.multipart import (
     call,
     completed,
     put_part,
+    race_complete_and_abort,
     read_part,
     start,
 )
@@ -138,7 +139,16 @@ async def test_abort_drops_the_parts_and_closes_the_row(
     ):
         assert error_codes(await call(api, tenant, document, ticket, **extra)) == ["CONFLICT"]
     completing = await call(api, tenant, COMPLETE, ticket, parts=[{"partNumber": 1, "etag": "x"}])
-    assert completing["data"]["completeMultipartUpload"]["status"] == "REJECTED"
+    assert error_codes(completing) == ["CONFLICT"]
+    assert "aborted" in completing["errors"][0]["message"]
+
+
+async def test_complete_and_abort_at_once_one_wins_cleanly(
+    api: httpx.AsyncClient, settings: Settings, store: ObjectStore, tenant: Tenant
+) -> None:
+    winners = await race_complete_and_abort(api, tenant, store, rounds=16)
+    assert len(winners) == 16
+    await drain_jobs(settings)  # the completed ones were queued
 
 
 @pytest.mark.parametrize("fault", ["missing part", "wrong etag", "total differs", "out of order"])

@@ -21,7 +21,15 @@ from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
 from tests.support import media
-from tests.support.multipart import COMPLETE, call, completed, put_part, read_part, start
+from tests.support.multipart import (
+    COMPLETE,
+    call,
+    completed,
+    put_part,
+    race_complete_and_abort,
+    read_part,
+    start,
+)
 from tests.support.rgw import RgwUser
 from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
 
@@ -62,6 +70,13 @@ async def test_parts_through_rgw_complete_and_rgws_event_gets_them_processed(
         return await rgw_store.head(ticket["fileKey"]) is None
 
     await wait_until(original_deleted, "the original was never deleted")
+
+
+async def test_complete_and_abort_at_once_on_rgw_one_wins_cleanly(
+    rgw_client: httpx.AsyncClient, rgw_tenant: Tenant, rgw_store: ObjectStore
+) -> None:
+    winners = await race_complete_and_abort(rgw_client, rgw_tenant, rgw_store, rounds=16)
+    assert len(winners) == 16
 
 
 async def _put(url: str, content: bytes) -> httpx.Response:

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from mediagate.db import media_repository as repo
+from mediagate.domain.status import MediaStatus
+from mediagate.storage.multipart import MultipartUploads
+from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant, graphql
 
 START = """
@@ -139,3 +144,39 @@ async def put_part_retrying(url: str, data: bytes, *, fail_first: bool = False) 
 
 def completed(etags: dict[int, str]) -> list[dict[str, Any]]:
     return [{"partNumber": number, "etag": etags[number]} for number in sorted(etags)]
+
+
+async def race_complete_and_abort(
+    client: httpx.AsyncClient, tenant: Tenant, store: ObjectStore, rounds: int
+) -> list[str]:
+    """`rounds` uploads of one part, each completed and aborted at once: exactly one of
+    the two wins, the other gets CONFLICT, and an aborted upload leaves no object and no
+    open upload. Returns which won each round."""
+    winners = []
+    for _ in range(rounds):
+        ticket = (await start(client, tenant, 1024 * 1024))["data"]["startMultipartUpload"]
+        etag = await put_part(ticket["parts"][0]["url"], b"p" * 1024 * 1024)
+        parts = [{"partNumber": 1, "etag": etag}]
+        completing, aborting = await asyncio.gather(
+            call(client, tenant, COMPLETE, ticket, parts=parts),
+            call(client, tenant, ABORT, ticket),
+        )
+        won = [
+            name
+            for name, body in (("complete", completing), ("abort", aborting))
+            if "errors" not in body
+        ]
+        lost = [body for body in (completing, aborting) if "errors" in body]
+        assert len(won) == 1 and len(lost) == 1, (completing, aborting)
+        assert [error["extensions"]["code"] for error in lost[0]["errors"]] == ["CONFLICT"]
+        stored = await store.head(ticket["fileKey"])
+        record = await repo.find_by_key(ticket["fileKey"])
+        assert record is not None
+        if won == ["abort"]:
+            assert record.status is MediaStatus.REJECTED and stored is None
+            prefix = ticket["fileKey"]
+            assert await MultipartUploads(store).open_uploads(prefix, 10) == []
+        else:
+            assert record.status is not MediaStatus.REJECTED and stored is not None
+        winners += won
+    return winners

@@ -15,6 +15,18 @@ MAX_PARTS = 500
 # Part URLs signed in one call (startMultipartUpload, uploadPartUrls).
 MAX_URLS_PER_CALL = 256
 
+# Why a multipart item ended REJECTED before any file was assembled: completing it
+# afterwards is a conflict, not a confirmation.
+ABORTED = "the upload was aborted"
+NEVER_COMPLETED = "the multipart upload was not completed before its part URLs expired"
+NEVER_ASSEMBLED = frozenset({ABORTED, NEVER_COMPLETED})
+
+
+def completion_lock(file_key: str) -> str:
+    """The lock under which an upload is completed or aborted, by a client or by the
+    reconciler: never both at once."""
+    return f"multipart:{file_key}"
+
 
 @dataclass(frozen=True, slots=True)
 class Part:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,9 +22,12 @@ from mediagate.db.media_repository import MediaRecord, MultipartColumns
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
 from mediagate.domain.multipart import (
+    ABORTED,
     MAX_URLS_PER_CALL,
+    NEVER_ASSEMBLED,
     Part,
     check_part_numbers,
+    completion_lock,
     completion_problem,
     part_count,
     part_size_for,
@@ -37,8 +41,6 @@ from mediagate.storage.multipart import MultipartUploads, PartsRefused, UploadGo
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
-
-ABORTED = "the upload was aborted"
 
 Confirm = Callable[[Principal, uuid.UUID, str, str | None, str | None, str], Awaitable[MediaView]]
 
@@ -168,10 +170,14 @@ class MultipartService:
         validation.validate_alt(alt)
         if stage is not None:
             validation.normalise_stage(stage)
-        record = await self._find(principal, session_id, file_key, upload_id)
-        if record.status is MediaStatus.PENDING_UPLOAD:
-            await self._complete_in_store(record, parts)
-        return await self._confirm(principal, session_id, file_key, stage, alt, request_id)
+        await self._find(principal, session_id, file_key, upload_id)
+        async with _one_call_at_a_time(file_key):
+            record = await self._find(principal, session_id, file_key, upload_id)
+            if record.status is MediaStatus.REJECTED and record.rejection_reason in NEVER_ASSEMBLED:
+                raise Conflict(f"{record.rejection_reason}; it can no longer be completed")
+            if record.status is MediaStatus.PENDING_UPLOAD:
+                await self._complete_in_store(record, parts)
+            return await self._confirm(principal, session_id, file_key, stage, alt, request_id)
 
     async def _complete_in_store(self, record: MediaRecord, parts: Sequence[Part]) -> None:
         assert record.upload_id and record.declared_size and record.part_size
@@ -204,26 +210,33 @@ class MultipartService:
     ) -> MediaView:
         """Drop the parts and close the row as REJECTED; aborting a closed upload again
         answers the same."""
-        record = await self._find(principal, session_id, file_key, upload_id)
-        if record.status is MediaStatus.PENDING_UPLOAD:
-            try:
-                await self._uploads.abort(file_key, upload_id)
-            except S3Error as error:
-                log.warning("the store did not abort a multipart upload: %r", error)
-                raise ServiceUnavailable(
-                    "the store could not abort the upload; try again"
-                ) from None
-            closed = await repo.transition(
-                record.id,
-                MediaStatus.REJECTED,
-                actor=Actor.user(principal.user_id, request_id),
-                only_from=MediaStatus.PENDING_UPLOAD,
-                rejection_reason=ABORTED,
-            )
-            record = closed or await self._find(principal, session_id, file_key, upload_id)
+        await self._find(principal, session_id, file_key, upload_id)
+        async with _one_call_at_a_time(file_key):
+            record = await self._find(principal, session_id, file_key, upload_id)
+            if record.status is MediaStatus.PENDING_UPLOAD:
+                await self._abort_in_store(record)
+                closed = await repo.transition(
+                    record.id,
+                    MediaStatus.REJECTED,
+                    actor=Actor.user(principal.user_id, request_id),
+                    only_from=MediaStatus.PENDING_UPLOAD,
+                    rejection_reason=ABORTED,
+                )
+                record = closed or await self._find(principal, session_id, file_key, upload_id)
         if record.status is not MediaStatus.REJECTED:
             raise Conflict(f"the upload is {record.status.value}; it can no longer be aborted")
         return to_view(record, url=None, poster_url=None)
+
+    async def _abort_in_store(self, record: MediaRecord) -> None:
+        assert record.upload_id is not None
+        try:
+            gone = not await self._uploads.abort(record.file_key, record.upload_id)
+        except S3Error as error:
+            log.warning("the store did not abort a multipart upload: %r", error)
+            raise ServiceUnavailable("the store could not abort the upload; try again") from None
+        if gone and await self._store.head(record.file_key) is not None:
+            # Completed by a call that never got to confirm it: there is a file now.
+            raise Conflict("the upload was completed; confirm it with completeMultipartUpload")
 
     async def _find(
         self, principal: Principal, session_id: uuid.UUID, file_key: str, upload_id: str
@@ -255,6 +268,16 @@ class MultipartService:
             )
             for number in numbers
         ]
+
+
+@asynccontextmanager
+async def _one_call_at_a_time(file_key: str) -> AsyncIterator[None]:
+    """Completing and aborting one upload exclude each other (across API processes): of
+    two at once, the one that comes second is refused rather than racing the first."""
+    async with repo.advisory_lock(completion_lock(file_key)) as locked:
+        if not locked:
+            raise Conflict("the upload is being completed or aborted by another call")
+        yield
 
 
 def _count(record: MediaRecord) -> int:

@@ -39,6 +39,7 @@ from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
+from mediagate.domain.multipart import NEVER_COMPLETED, completion_lock
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS
@@ -52,7 +53,6 @@ PAGE = 1000
 ROWS_PER_RUN = 1000
 LOCK_NAME = "mediagate:reconciler"
 NEVER_UPLOADED = "no file was uploaded before the upload URL expired"
-NEVER_COMPLETED = "the multipart upload was not completed before its part URLs expired"
 # Open multipart uploads looked at per run.
 OPEN_UPLOADS_PER_RUN = 10_000
 
@@ -138,22 +138,28 @@ class Reconciler:
 
     async def _settle_expired(self, now: datetime, findings: Findings) -> None:
         for record in await repo.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):
-            if await self._store.head(record.file_key) is not None:
-                findings.expired_processed.append(record.file_key)
-                await self._queue(record.id, record.file_key, record.session_id)
-                continue
-            findings.expired_closed.append(record.file_key)
-            if self._dry:
-                continue
-            if record.upload_id is not None:
-                await self._multipart.abort(record.file_key, record.upload_id)
-            await repo.transition(
-                record.id,
-                MediaStatus.REJECTED,
-                actor=self._actor,
-                only_from=MediaStatus.PENDING_UPLOAD,
-                rejection_reason=NEVER_COMPLETED if record.multipart else NEVER_UPLOADED,
-            )
+            async with repo.advisory_lock(completion_lock(record.file_key)) as free:
+                if free:  # else a client is completing or aborting it right now
+                    await self._settle(record, findings)
+
+    async def _settle(self, record: MediaRecord, findings: Findings) -> None:
+        """An expired PENDING_UPLOAD row: processed if its file came, else closed."""
+        if await self._store.head(record.file_key) is not None:
+            findings.expired_processed.append(record.file_key)
+            await self._queue(record.id, record.file_key, record.session_id)
+            return
+        findings.expired_closed.append(record.file_key)
+        if self._dry:
+            return
+        if record.upload_id is not None:
+            await self._multipart.abort(record.file_key, record.upload_id)
+        await repo.transition(
+            record.id,
+            MediaStatus.REJECTED,
+            actor=self._actor,
+            only_from=MediaStatus.PENDING_UPLOAD,
+            rejection_reason=NEVER_COMPLETED if record.multipart else NEVER_UPLOADED,
+        )
 
     async def _queue(self, media_id: uuid.UUID, file_key: str, session_id: uuid.UUID) -> None:
         if self._publisher is None:

@@ -86,8 +86,9 @@ class MultipartUploads:
         except S3Error as error:
             raise _translated(error) from None
 
-    async def abort(self, key: str, upload_id: str) -> None:
-        """Abort the upload and drop its parts; one already gone counts as aborted."""
+    async def abort(self, key: str, upload_id: str) -> bool:
+        """Abort the upload and drop its parts; False when it was gone already (aborted,
+        expired, or completed)."""
         try:
             await asyncio.to_thread(
                 self._client._abort_multipart_upload, self._bucket, key, upload_id
@@ -95,6 +96,8 @@ class MultipartUploads:
         except S3Error as error:
             if error.code not in _GONE_CODES:
                 raise
+            return False
+        return True
 
     async def open_uploads(self, prefix: str, limit: int) -> list[OpenUpload]:
         """Up to `limit` uploads started under `prefix` and neither completed nor aborted."""
