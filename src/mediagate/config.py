@@ -70,6 +70,8 @@ class Settings:
     ws_queue_limit: int
     ws_stall_timeout: float
     max_session_items: int
+    metrics_token: str | None
+    metrics_cache_seconds: float
     demo_page: bool
     audit_retention_days: int
     reconcile_interval: float
@@ -104,7 +106,7 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings with secrets masked, for logs and diagnostics."""
-        secret = {"s3_secret_key", "s3_upload_secret_key", "jwt_secret"}
+        secret = {"s3_secret_key", "s3_upload_secret_key", "jwt_secret", "metrics_token"}
         return {
             f.name: ("***" if f.name in secret and getattr(self, f.name) else getattr(self, f.name))
             for f in fields(self)
@@ -351,6 +353,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ws_queue_limit=ws_queue_limit,
         ws_stall_timeout=env.positive_float("WS_STALL_TIMEOUT", 30.0),
         max_session_items=env.positive_int("MAX_SESSION_ITEMS", 10_000),
+        metrics_token=env.optional("METRICS_TOKEN"),
+        metrics_cache_seconds=env.positive_float("METRICS_CACHE_SECONDS", 5.0),
         demo_page=env.flag("DEMO_PAGE", False),
         audit_retention_days=env.positive_int("AUDIT_RETENTION_DAYS", 400),
         reconcile_interval=env.positive_float("RECONCILE_INTERVAL", 300.0),

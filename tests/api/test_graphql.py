@@ -214,11 +214,7 @@ async def test_metrics_for_prometheus(api: httpx.AsyncClient, tenant: Tenant) ->
     from prometheus_client.parser import text_string_to_metric_families
 
     from tests.support.flow import request_upload
-
-    before = await api.get("/metrics")
-    await request_upload(api, tenant)
-    after = await api.get("/metrics")
-    assert after.status_code == 200 and after.headers["content-type"].startswith("text/plain")
+    from tests.support.worker_process import wait_until
 
     def samples(text: str) -> dict[tuple[str, str], float]:
         return {
@@ -227,10 +223,19 @@ async def test_metrics_for_prometheus(api: httpx.AsyncClient, tenant: Tenant) ->
             for sample in family.samples
         }
 
-    old, new = samples(before.text), samples(after.text)
-    assert (
-        new[("mediagate_media", "PENDING_UPLOAD")] == old[("mediagate_media", "PENDING_UPLOAD")] + 1
-    )
+    pending = ("mediagate_media", "PENDING_UPLOAD")
+    before = await api.get("/metrics")
+    old = samples(before.text)
+    await request_upload(api, tenant)
+
+    async def counted() -> bool:  # within METRICS_CACHE_SECONDS
+        after = await api.get("/metrics")
+        assert after.status_code == 200
+        assert after.headers["content-type"].startswith("text/plain")
+        return samples(after.text)[pending] == old[pending] + 1
+
+    await wait_until(counted, "the new upload was never counted", timeout=30)
+    new = samples((await api.get("/metrics")).text)
     assert {status for name, status in new if name == "mediagate_media"} >= {
         "PENDING_UPLOAD",
         "UPLOADED",

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from mediagate.api.app import create_app
-from mediagate.config import Settings, load_settings
+from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.domain import keys
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, error_codes, graphql, lifespan_in_own_task, new_tenant
+from tests.conftest import Tenant, error_codes, graphql, new_tenant
+from tests.support import services
 from tests.support.flow import GET_UPLOAD_URL
 
 PAGE = """
@@ -114,14 +114,16 @@ async def test_after_must_be_an_item_of_the_session(
 
 
 @pytest.fixture(scope="module")
-async def limited_api(
-    env: dict[str, str], database: None, store: ObjectStore
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(load_settings({**env, "MAX_SESSION_ITEMS": str(LIMIT)}))
-    async with lifespan_in_own_task(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mediagate") as client:
-            yield client
+def limited_url(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
+    limits = {"MAX_SESSION_ITEMS": str(LIMIT), "DB_POOL_SIZE": "8"}
+    with services.serve_api({**env, **limits}, "--workers", "1") as served:
+        yield served.url
+
+
+@pytest.fixture
+async def limited_api(limited_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=limited_url) as client:
+        yield client
 
 
 async def _ask(api: httpx.AsyncClient, tenant: Tenant, n: int) -> dict[str, Any]:

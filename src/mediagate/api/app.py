@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Response, asgi, get
+from litestar import Litestar, Request, Response, asgi, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.response import File
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 from litestar.types import (
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
@@ -66,7 +71,8 @@ class Services:
     publisher: JobPublisher
     sockets: SocketServices
     body_timeout: float
-    stuck_after: timedelta
+    metrics: monitoring.CachedSnapshots
+    metrics_token: str | None
 
 
 def _json_response(
@@ -190,12 +196,20 @@ async def readyz(state: State) -> Response[dict[str, str]]:
 
 
 @get("/metrics", media_type=metrics.CONTENT_TYPE)
-async def metrics_endpoint(state: State) -> bytes:
-    """Prometheus scrape: uploads by status, viruses found, processing time, queue depth."""
+async def metrics_endpoint(state: State, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus scrape: uploads by status, viruses found, processing time, queue depth.
+    With METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>`."""
     services: Services = state.services
-    return metrics.render(
-        await monitoring.snapshot(services.publisher, services.sockets.feed, services.stuck_after)
-    )
+    if not _may_scrape(services.metrics_token, request.headers.get("authorization")):
+        return Response(b"a metrics token is required\n", status_code=HTTP_401_UNAUTHORIZED)
+    return Response(metrics.render(await services.metrics.get()))
+
+
+def _may_scrape(token: str | None, authorization: str | None) -> bool:
+    if token is None:
+        return True
+    offered = (authorization or "").removeprefix("Bearer ").encode()
+    return hmac.compare_digest(offered, token.encode())
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -228,6 +242,7 @@ def create_app(settings: Settings) -> Litestar:
             feed,
             SocketLimits(settings.ws_init_timeout, settings.ws_max_operations),
         )
+        stuck_after = timedelta(seconds=settings.upload_url_ttl + settings.reconcile_stuck_after)
         app.state.services = Services(
             executor,
             uploads,
@@ -235,7 +250,12 @@ def create_app(settings: Settings) -> Litestar:
             publisher,
             sockets,
             settings.http_body_timeout,
-            timedelta(seconds=settings.upload_url_ttl + settings.reconcile_stuck_after),
+            monitoring.CachedSnapshots(
+                lambda: monitoring.snapshot(publisher, feed, stuck_after),
+                feed,
+                settings.metrics_cache_seconds,
+            ),
+            settings.metrics_token,
         )
         # Long-lived start-up objects leave the collector's view, and young garbage is
         # collected less often: fewer, shorter pauses under load (tail latency).

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -47,3 +51,39 @@ async def snapshot(broker: Broker, feed: Feed, stuck_after: timedelta) -> Snapsh
         subscriptions=feed.subscriber_count,
         slow_subscribers_dropped=feed.dropped_count,
     )
+
+
+@dataclass
+class _Taken:
+    snapshot: Snapshot
+    at: float
+
+
+class CachedSnapshots:
+    """The database's figures cost a scan of the table: taken at most once per `max_age`
+    seconds however many scrape, and by one query at a time (scrapers that come while it
+    runs wait for it). The process's own figures (subscriptions) are always current."""
+
+    def __init__(
+        self,
+        take: Callable[[], Awaitable[Snapshot]],
+        feed: Feed,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._take = take
+        self._feed = feed
+        self._max_age = max_age
+        self._clock = clock
+        self._last: _Taken | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Snapshot:
+        async with self._lock:
+            if self._last is None or self._clock() - self._last.at >= self._max_age:
+                self._last = _Taken(await self._take(), self._clock())
+        return replace(
+            self._last.snapshot,
+            subscriptions=self._feed.subscriber_count,
+            slow_subscribers_dropped=self._feed.dropped_count,
+        )
