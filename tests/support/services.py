@@ -129,10 +129,12 @@ class Clamd:
 
 
 @contextmanager
-def serve_api(env: dict[str, str], *options: str, log: Path | None = None) -> Iterator[ServedApi]:
-    """`mediagate serve` as a process on a free port, until the block ends; its log goes
-    to `log` when given."""
-    port = free_port()
+def serve_api(
+    env: dict[str, str], *options: str, log: Path | None = None, port: int | None = None
+) -> Iterator[ServedApi]:
+    """`mediagate serve` as a process on `port` (a free one by default), until the block
+    ends; its log goes to `log` when given."""
+    port = port or free_port()
     with ExitStack() as files:
         stderr = None if log is None else files.enter_context(log.open("ab"))
         process = subprocess.Popen(

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Litestar, Request, Response, asgi, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -29,6 +31,7 @@ from litestar.types import (
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     HTTPScope,
+    Message,
     Receive,
     Scope,
     Send,
@@ -60,7 +63,10 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 CLIENT_DIR = Path(__file__).resolve().parents[3] / "clients" / "js"
-DEMO_PAGE = Path(__file__).with_name("demo.html")
+DEMO_DIR = Path(__file__).with_name("demo")
+# On every response: no address of ours leaks to another site in a Referer, and no
+# response is taken for another type than it declares.
+SECURITY_HEADERS = ((b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +180,42 @@ async def browser_client() -> File:
     return File(CLIENT_DIR / "mediagate.js", content_disposition_type="inline")
 
 
-@get("/demo", media_type="text/html")
-async def demo_page() -> File:
-    """A page that uploads with the browser client; served when DEMO_PAGE=true."""
-    return File(DEMO_PAGE, content_disposition_type="inline")
+def demo_handlers(settings: Settings) -> list[HTTPRouteHandler]:
+    """A page that uploads with the browser client (served when DEMO_PAGE=true), its
+    script and style; it runs code of this origin only and talks to this API and the
+    store alone."""
+    headers = {"Content-Security-Policy": demo_policy(settings)}
+
+    @get("/demo", media_type="text/html")
+    async def demo_page() -> File:
+        return File(DEMO_DIR / "index.html", content_disposition_type="inline", headers=headers)
+
+    @get("/demo/demo.js", media_type="text/javascript")
+    async def demo_script() -> File:
+        return File(DEMO_DIR / "demo.js", content_disposition_type="inline", headers=headers)
+
+    @get("/demo/demo.css", media_type="text/css")
+    async def demo_style() -> File:
+        return File(DEMO_DIR / "demo.css", content_disposition_type="inline", headers=headers)
+
+    return [demo_page, demo_script, demo_style]
+
+
+def demo_policy(settings: Settings) -> str:
+    """Scripts and styles from this origin only; requests to it and to the store (the
+    PUTs, the processed images); nothing else, and no framing."""
+    parts = urlsplit(settings.s3_public_endpoint)
+    store = f"{parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        f"connect-src 'self' {store}; img-src {store} data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+async def _add_security_headers(message: Message, _scope: Scope) -> None:
+    if message["type"] == "http.response.start":
+        message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
 
 
 @get("/healthz")
@@ -285,13 +323,14 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             graphql_endpoint,
             browser_client,
-            *([demo_page] if settings.demo_page else []),
+            *(demo_handlers(settings) if settings.demo_page else []),
             healthz,
             readyz,
             metrics_endpoint,
         ],
         lifespan=[lifespan],
         cors_config=cors,
+        before_send=[_add_security_headers],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=None,
         # Its default configures the root logger anew: ours (JSON lines) stays in place.
