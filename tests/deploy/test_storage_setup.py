@@ -10,7 +10,9 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from minio.commonconfig import ENABLED, Filter
 from minio.error import InvalidResponseError
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from minio.xml import marshal
 
 from mediagate.config import Settings, load_settings
@@ -23,6 +25,7 @@ from mediagate.storage.setup import (
     setup_storage,
 )
 
+ABORTS_ONLY = "multipart uploads left for 1 day are aborted; no object expires"
 UPLOAD_CREDENTIAL_SKIPPED = (
     "upload credential: skipped, the store has no MinIO admin API: give test-upload only "
     "s3:PutObject on {bucket}/sessions/* with the store's own tools"
@@ -32,7 +35,12 @@ UPLOAD_CREDENTIAL_SKIPPED = (
 def _report(settings: Settings, *, again: bool) -> list[str]:
     return [
         f"bucket: {'exists' if again else 'created'}",
-        f"lifecycle: {'unchanged' if again else 'uploads expire after 1 day'}",
+        "lifecycle: "
+        + (
+            "unchanged"
+            if again
+            else "multipart uploads left for 1 day are aborted; no object expires"
+        ),
         "cors: none (CORS_ALLOWED_ORIGINS is empty)",
         f"encryption: SSE-S3 {'unchanged' if again else 'set'}",
         UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
@@ -51,11 +59,32 @@ def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[
     assert second == _report(settings, again=True)
 
     client = ObjectStore(settings).client
-    rules = client.get_bucket_lifecycle(settings.s3_bucket).rules
-    assert [(r.rule_id, r.rule_filter.prefix, r.expiration.days) for r in rules] == [
-        (LIFECYCLE_RULE_ID, "sessions/", 1)
-    ]
+    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3_bucket))
     assert client.get_bucket_encryption(settings.s3_bucket).rule.sse_algorithm == "AES256"
+
+
+def _assert_only_aborts(lifecycle: LifecycleConfig) -> None:
+    """One rule, which aborts incomplete multipart uploads and expires no object."""
+    (rule,) = lifecycle.rules
+    assert (rule.rule_id, rule.rule_filter.prefix) == (LIFECYCLE_RULE_ID, "sessions/")
+    assert rule.abort_incomplete_multipart_upload.days_after_initiation == 1
+    assert rule.expiration is None
+
+
+def test_the_retired_expiry_of_uploads_is_replaced(env: dict[str, str]) -> None:
+    """A bucket set up by an earlier version expired every upload after a day."""
+    settings = _fresh(env)
+    client = ObjectStore(settings).client
+    client.make_bucket(settings.s3_bucket)
+    retired = Rule(
+        ENABLED,
+        rule_filter=Filter(prefix="sessions/"),
+        rule_id="expire-abandoned-uploads",
+        expiration=Expiration(days=1),
+    )
+    client.set_bucket_lifecycle(settings.s3_bucket, LifecycleConfig([retired]))
+    setup_storage(settings, bucket_events=False, require_tls=False)
+    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3_bucket))
 
 
 def test_require_tls_adds_the_deny_insecure_transport_policy(env: dict[str, str]) -> None:

@@ -38,7 +38,9 @@ class RgwUser:
         return f"arn:aws:iam:::user/{self.uid}"
 
 
-def _config(workdir: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int) -> str:
+def _config(
+    workdir: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int, gateway: str
+) -> str:
     return f"""
 [global]
 fsid = {fsid}
@@ -71,15 +73,23 @@ memstore device bytes = {memstore_bytes}
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {workdir}/rgw
 ms mon client mode = crc
+{gateway}
 """
 
 
 class CephGateway:
+    """`gateway_config`: more lines for the gateway's section of ceph.conf."""
+
     def __init__(
-        self, workdir: Path, port: int | None = None, memstore_bytes: int = 2 * 1024**3
+        self,
+        workdir: Path,
+        port: int | None = None,
+        memstore_bytes: int = 2 * 1024**3,
+        gateway_config: str = "",
     ) -> None:
         self.workdir = workdir
         self.memstore_bytes = memstore_bytes
+        self.gateway_config = gateway_config
         self.mon_port = free_port()
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -106,7 +116,14 @@ class CephGateway:
             (self.workdir / folder).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
         self.conf.write_text(
-            _config(self.workdir, fsid, self.mon_port, self.port, self.memstore_bytes)
+            _config(
+                self.workdir,
+                fsid,
+                self.mon_port,
+                self.port,
+                self.memstore_bytes,
+                self.gateway_config,
+            )
         )
         monmap = self.workdir / "monmap"
         self._run(
@@ -137,14 +154,20 @@ class CephGateway:
                 raise RuntimeError(f"the gateway never answered; see {self.workdir}/log")
             time.sleep(0.1)
 
+    def _admin(self, *args: str) -> str:
+        return self._run("radosgw-admin", "-c", str(self.conf), "-n", "client.rgw.gw", *args)
+
     def create_user(self, uid: str) -> RgwUser:
         user = RgwUser(uid, f"{uid}-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex)
-        self._run(
-            "radosgw-admin", "-c", str(self.conf), "-n", "client.rgw.gw",
+        self._admin(
             "user", "create", f"--uid={uid}", f"--display-name={uid}",
             f"--access-key={user.access_key}", f"--secret-key={user.secret_key}",
         )  # fmt: skip
         return user
+
+    def process_lifecycle(self) -> None:
+        """Apply every bucket's lifecycle rules now, rather than at the gateway's hour."""
+        self._admin("lc", "process")
 
     def status(self) -> dict[str, object]:
         report: dict[str, object] = json.loads(self._ceph("status", "-f", "json"))

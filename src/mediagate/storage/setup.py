@@ -5,7 +5,8 @@ policy. The bucket-event rule uses MinIO's AMQP target ARN and is MinIO-only.
 
 A store may lack a feature: MinIO's community edition has no bucket CORS API (CORS
 comes from MINIO_API_CORS_ALLOW_ORIGIN, see deploy/compose) and rejects lifecycle rules
-with AbortIncompleteMultipartUpload (MINIO_API_STALE_UPLOADS_EXPIRY cleans those);
+with AbortIncompleteMultipartUpload (MINIO_API_STALE_UPLOADS_EXPIRY cleans those; the
+lifecycle is then left without rules, since no object may expire by rule);
 other stores refuse MinIO's notification ARN or SSE-S3. Such a step is skipped with one
 line saying why, and every other step still runs. Any other error stops the setup.
 
@@ -26,7 +27,7 @@ from minio import Minio
 from minio.commonconfig import ENABLED, Filter
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException, S3Error
-from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 from minio.minioadmin import MinioAdmin
 from minio.notificationconfig import (
     NotificationConfig,
@@ -42,7 +43,10 @@ from mediagate.domain.keys import UPLOADS_PREFIX
 from mediagate.storage.object_store import ObjectStore
 
 ABANDONED_UPLOAD_DAYS = 1
-LIFECYCLE_RULE_ID = "expire-abandoned-uploads"
+LIFECYCLE_RULE_ID = "abort-abandoned-multipart-uploads"
+# Earlier versions expired every object under sessions/ after a day, originals kept for
+# review or waiting out a scanner outage included: removed wherever it is found.
+RETIRED_RULE_IDS = frozenset({"expire-abandoned-uploads"})
 NOTIFICATION_ID = "mediagate-uploads"
 # MinIO names an AMQP target "arn:minio:sqs::<target id>:amqp"; MINIO_NOTIFY_AMQP_*
 # without a suffix configures the target whose id is "_".
@@ -50,13 +54,17 @@ MINIO_AMQP_ARN = "arn:minio:sqs::_:amqp"
 
 
 def desired_lifecycle() -> LifecycleConfig:
+    """Multipart uploads under sessions/ left incomplete are aborted; no object expires:
+    an original is removed only once no row needs it (the worker, the reconciler)."""
     return LifecycleConfig(
         [
             Rule(
                 ENABLED,
                 rule_filter=Filter(prefix=UPLOADS_PREFIX),
                 rule_id=LIFECYCLE_RULE_ID,
-                expiration=Expiration(days=ABANDONED_UPLOAD_DAYS),
+                abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                    days_after_initiation=ABANDONED_UPLOAD_DAYS
+                ),
             )
         ]
     )
@@ -265,13 +273,23 @@ def _converge(current: object, desired: object, apply: Callable[[], None], done:
 
 
 def _lifecycle(client: Minio, bucket: str) -> str:
-    desired = desired_lifecycle()
-    return _converge(
-        client.get_bucket_lifecycle(bucket),
-        desired,
-        lambda: client.set_bucket_lifecycle(bucket, desired),
-        f"uploads expire after {ABANDONED_UPLOAD_DAYS} day",
-    )
+    current, desired = client.get_bucket_lifecycle(bucket), desired_lifecycle()
+    if repr(current) == repr(desired):
+        return "unchanged"
+    try:
+        client.set_bucket_lifecycle(bucket, desired)
+    except S3Error as error:
+        retired = current is not None and any(r.rule_id in RETIRED_RULE_IDS for r in current.rules)
+        if error.code not in UNSUPPORTED_CODES or not retired:
+            raise
+        # The store refuses the abort rule (MinIO's community edition: its stale-upload
+        # expiry does that job), but the old expiry of originals must still go.
+        client.delete_bucket_lifecycle(bucket)
+        return (
+            f"the expiry of uploads was removed; the store refuses to abort multipart "
+            f"uploads by rule ({error.code})"
+        )
+    return f"multipart uploads left for {ABANDONED_UPLOAD_DAYS} day are aborted; no object expires"
 
 
 def _notification(client: Minio, bucket: str) -> str:
