@@ -116,17 +116,7 @@ def transfer(source: Path, scratch: Path) -> dict[str, float]:
     gateway.start()
     try:
         user = gateway.create_user("bench")
-        env = make_env(
-            "postgresql://unused/unused",
-            gateway.endpoint,
-            S3_ACCESS_KEY=user.access_key,
-            S3_SECRET_KEY=user.secret_key,
-            S3_ALLOW_SHARED_UPLOAD_CREDENTIALS="true",
-            S3_UPLOAD_ACCESS_KEY=user.access_key,
-            S3_UPLOAD_SECRET_KEY=user.secret_key,
-            S3_SSE="false",
-            BUCKET_EVENTS_SOURCE="none",
-        )
+        env = make_env("postgresql://unused/unused", gateway.endpoint, **user.sole_credential())
         settings = load_settings(env)
         setup_storage(settings, bucket_events=False, require_tls=False)
         store = ObjectStore(settings)

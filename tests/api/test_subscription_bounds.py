@@ -14,7 +14,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
@@ -24,6 +23,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.conftest import Tenant
 from tests.support import services
 from tests.support.graphql_ws import GraphQLSocket, graphql_socket
+from tests.support.metrics import api_metric
 from tests.support.worker_process import wait_until
 
 STALL_TIMEOUT = 2
@@ -82,19 +82,8 @@ def _small_socket(served: services.ServedApi) -> socket.socket:
     return small
 
 
-async def _metric(served: services.ServedApi, name: str) -> float:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{served.url}/metrics")).text
-    samples = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-    return samples[name]
-
-
 async def _subscriptions_are(served: services.ServedApi, count: int) -> bool:
-    return await _metric(served, "mediagate_subscriptions") == count
+    return await api_metric(served.url, "mediagate_subscriptions") == count
 
 
 async def _heavy_subscriptions(socket_: GraphQLSocket, tenant: Tenant) -> None:
@@ -128,7 +117,7 @@ async def test_subscribers_that_never_read_are_dropped_though_nothing_changes(
     served: services.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     await _items(settings, tenant, DEFAULT_PAGE)
-    dropped_before = await _metric(served, "mediagate_slow_subscribers_dropped_total")
+    dropped_before = await api_metric(served.url, "mediagate_slow_subscribers_dropped_total")
     sockets = [_small_socket(served) for _ in range(3)]
     async with (
         graphql_socket(served.url, max_queue=1, sock=sockets[0]) as first,
@@ -141,7 +130,7 @@ async def test_subscribers_that_never_read_are_dropped_though_nothing_changes(
         await wait_until(
             lambda: _subscriptions_are(served, 0), "stalled subscribers were never dropped"
         )
-    dropped = await _metric(served, "mediagate_slow_subscribers_dropped_total")
+    dropped = await api_metric(served.url, "mediagate_slow_subscribers_dropped_total")
     assert dropped - dropped_before == 3 * OPERATIONS
 
 

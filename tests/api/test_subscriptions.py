@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
 from mediagate.auth.tokens import issue_token
@@ -23,6 +22,7 @@ from tests.conftest import Tenant
 from tests.support import media, services
 from tests.support.flow import confirm, put_object, request_upload
 from tests.support.graphql_ws import GraphQLSocket, graphql_socket
+from tests.support.metrics import api_metric
 from tests.support.worker_process import WorkerProcess, wait_until
 
 PHOTO = media.fixture("landscape_4.jpg")
@@ -249,14 +249,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_are_not(
 
 
 async def _subscriptions_are(served: services.ServedApi, count: int) -> bool:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{served.url}/metrics")).text
-    samples = {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-    return samples["mediagate_subscriptions"] == count
+    return await api_metric(served.url, "mediagate_subscriptions") == count
 
 
 async def _until_all_have(reader: GraphQLSocket, keys: list[str], status: str) -> None:

@@ -39,7 +39,7 @@ async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -
         (ROOT / ".run" / f"session-{database}").unlink(missing_ok=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "session " in result.stdout and "curl -s" in result.stdout
-    assert "/demo?token=" in result.stdout and "&session=" in result.stdout
+    assert "/demo#token=" in result.stdout and "&session=" in result.stdout
     assert f"({store})" in result.stdout
     assert "smoke: COMPLETED 600x450" in result.stdout
     assert "clean=True" in result.stdout

@@ -42,14 +42,8 @@ def lc_settings(short_days: CephGateway, database_url: str, settings: Settings) 
     env = make_env(
         database_url,
         short_days.endpoint,
-        S3_ACCESS_KEY=user.access_key,
-        S3_SECRET_KEY=user.secret_key,
-        S3_ALLOW_SHARED_UPLOAD_CREDENTIALS="true",
-        S3_UPLOAD_ACCESS_KEY=user.access_key,
-        S3_UPLOAD_SECRET_KEY=user.secret_key,
-        S3_SSE="false",
-        BUCKET_EVENTS_SOURCE="none",
         CLAMAV_PORT=str(settings.clamav_port),
+        **user.sole_credential(),
     )
     return load_settings(env)
 

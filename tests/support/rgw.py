@@ -37,6 +37,19 @@ class RgwUser:
         """How bucket policies name this user on RGW."""
         return f"arn:aws:iam:::user/{self.uid}"
 
+    def sole_credential(self) -> dict[str, str]:
+        """Settings for a store this user alone reaches (service and uploads alike),
+        without SSE-S3 or bucket events."""
+        return {
+            "S3_ACCESS_KEY": self.access_key,
+            "S3_SECRET_KEY": self.secret_key,
+            "S3_ALLOW_SHARED_UPLOAD_CREDENTIALS": "true",
+            "S3_UPLOAD_ACCESS_KEY": self.access_key,
+            "S3_UPLOAD_SECRET_KEY": self.secret_key,
+            "S3_SSE": "false",
+            "BUCKET_EVENTS_SOURCE": "none",
+        }
+
 
 def _config(
     workdir: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int, gateway: str
