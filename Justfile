@@ -28,15 +28,13 @@ migrate:
 worker:
     {{venv}}/mediagate worker
 
-# Lint and format check.
-lint:
-    {{venv}}/ruff check src tests bench piccolo_migrations
-    {{venv}}/ruff format --check src tests bench piccolo_migrations
+# Lint, format and types over src, tests and bench (also the first step of `just test`).
+check:
+    ./scripts/check
 
-# Type-check, lint, then test.
-check: lint
-    {{venv}}/mypy
-    ./scripts/test
+# The browser client's own tests (Node's test runner; also run by `just test`).
+test-js:
+    cd clients/js && node --test test/
 
 # Benchmarks on the real stack; they print their numbers (tools installed if missing).
 bench-api *args:

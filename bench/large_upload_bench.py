@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +84,7 @@ def one_put(store: ObjectStore, source: Path) -> None:
     url = store.presign_put(key, timedelta(hours=1), datetime.now(UTC))
     size = source.stat().st_size
 
-    def chunks() -> object:
+    def chunks() -> Iterator[bytes]:
         with source.open("rb") as stream:
             while chunk := stream.read(MIB):
                 yield chunk

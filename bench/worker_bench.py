@@ -401,7 +401,7 @@ async def latency(
     ]
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step by step
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=40, help="12 MP JPEGs per throughput run")
     parser.add_argument(

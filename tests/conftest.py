@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import httpx
@@ -144,16 +144,19 @@ async def lifespan_in_own_task(app: Litestar) -> AsyncIterator[None]:
         await task
 
 
+def in_process(app: Litestar, base_url: str) -> httpx.AsyncClient:
+    """A client of the app called in this process (ASGI), no server between."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=cast(Any, app)), base_url=base_url)
+
+
 @pytest.fixture(scope="session")
 async def api(
     settings: Settings, database: None, store: ObjectStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app in-process (ASGI), with its lifespan: real database, broker and store."""
     app = create_app(settings)
-    async with lifespan_in_own_task(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mediagate") as client:
-            yield client
+    async with lifespan_in_own_task(app), in_process(app, "http://mediagate") as client:
+        yield client
     await delete_queues(settings)
 
 

@@ -77,7 +77,7 @@ async def test_bad_tokens_are_unauthenticated(
                 "org_id": str(tenant.principal.organization_id),
                 "exp": int(time.time()) + 60,
             },
-            settings.jwt_secret,
+            settings.jwt_secret or "",
             algorithm="HS512",
         ),
         "no_org": _token(settings, tenant, org_id=None),

@@ -292,12 +292,12 @@ async def test_upload_flow_over_real_http(
 async def test_cors_preflight_allows_only_configured_origins(env: dict[str, str]) -> None:
     from mediagate.api.app import create_app
     from mediagate.config import load_settings
+    from tests.conftest import in_process
 
     # Preflights are answered by the CORS middleware; no lifespan (and no second
     # database engine) is needed for them.
     app = create_app(load_settings({**env, "CORS_ALLOWED_ORIGINS": "https://app.example"}))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
+    async with in_process(app, "http://m") as client:
         allowed = await client.options(
             "/graphql",
             headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},

@@ -12,7 +12,7 @@ import pytest
 from mediagate.api.app import create_app
 from mediagate.config import Settings
 from mediagate.domain.media_types import MEDIA_TYPES, STAGES
-from tests.conftest import graphql
+from tests.conftest import graphql, in_process
 from tests.support.services import ROOT
 
 CLIENT = ROOT / "clients" / "js"
@@ -56,8 +56,7 @@ async def test_the_demo_page_is_served_only_when_enabled(
     assert (await api.get("/demo")).status_code == 404
     # Its lifespan is not run: the page needs none, and the session's app owns the pool.
     app = create_app(dataclasses.replace(settings, demo_page=True))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+    async with in_process(app, "http://demo") as client:
         page = await client.get("/demo")
         script = await client.get("/demo/demo.js")
         style = await client.get("/demo/demo.css")

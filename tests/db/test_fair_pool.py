@@ -17,12 +17,14 @@ async def test_connections_go_to_callers_in_order_of_arrival(settings: Settings)
     # dozens of callers are served out of turn in most runs.
     engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
     await db_engine.start_pool(engine, 2)
+    pool = engine.pool
+    assert pool is not None
     arrivals: list[int] = []
     served: list[int] = []
 
     async def caller(number: int) -> None:
         arrivals.append(number)
-        async with engine.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             served.append(number)
             assert await connection.fetchval("SELECT $1::int", number) == number
 
@@ -30,7 +32,7 @@ async def test_connections_go_to_callers_in_order_of_arrival(settings: Settings)
     try:
         # Both connections open first: a caller whose connection is still being
         # opened is not out of turn.
-        await asyncio.gather(engine.pool.fetchval("SELECT 1"), engine.pool.fetchval("SELECT 1"))
+        await asyncio.gather(pool.fetchval("SELECT 1"), pool.fetchval("SELECT 1"))
         for number in range(CALLERS):
             callers.append(asyncio.create_task(caller(number)))
             await asyncio.sleep(0)  # a newcomer arrives on every turn of the loop
@@ -44,15 +46,17 @@ async def test_connections_go_to_callers_in_order_of_arrival(settings: Settings)
 async def test_a_cancelled_waiter_gives_its_turn_to_the_next(settings: Settings) -> None:
     engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
     await db_engine.start_pool(engine, 1)
+    pool = engine.pool
+    assert pool is not None
     try:
-        held = await engine.pool.acquire()
-        cancelled = asyncio.create_task(engine.pool.fetchval("SELECT 1"))
-        waiting = asyncio.create_task(engine.pool.fetchval("SELECT 2"))
+        held = await pool.acquire()
+        cancelled = asyncio.create_task(pool.fetchval("SELECT 1"))
+        waiting = asyncio.create_task(pool.fetchval("SELECT 2"))
         await asyncio.sleep(0)  # both queue behind the held connection
         cancelled.cancel()
-        await engine.pool.release(held)
+        await pool.release(held)
         assert await asyncio.wait_for(waiting, 30) == 2
         assert cancelled.cancelled()
-        assert await engine.pool.fetchval("SELECT 3") == 3  # no turn was lost
+        assert await pool.fetchval("SELECT 3") == 3  # no turn was lost
     finally:
         await engine.close_connection_pool()

@@ -60,12 +60,15 @@ def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[
 
     client = ObjectStore(settings).client
     _assert_only_aborts(client.get_bucket_lifecycle(settings.s3_bucket))
-    assert client.get_bucket_encryption(settings.s3_bucket).rule.sse_algorithm == "AES256"
+    encryption = client.get_bucket_encryption(settings.s3_bucket)
+    assert encryption is not None and encryption.rule.sse_algorithm == "AES256"
 
 
-def _assert_only_aborts(lifecycle: LifecycleConfig) -> None:
+def _assert_only_aborts(lifecycle: LifecycleConfig | None) -> None:
     """One rule, which aborts incomplete multipart uploads and expires no object."""
+    assert lifecycle is not None
     (rule,) = lifecycle.rules
+    assert rule.rule_filter is not None and rule.abort_incomplete_multipart_upload is not None
     assert (rule.rule_id, rule.rule_filter.prefix) == (LIFECYCLE_RULE_ID, "sessions/")
     assert rule.abort_incomplete_multipart_upload.days_after_initiation == 1
     assert rule.expiration is None

@@ -12,7 +12,7 @@ import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,6 +23,9 @@ from mediagate.storage.setup import setup_storage
 from tests.conftest import Tenant, make_env
 from tests.support import media, services
 from tests.support.worker_process import WorkerProcess
+
+if TYPE_CHECKING:
+    from playwright.async_api import ConsoleMessage, Request, WebSocket
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "e2e"
@@ -67,7 +70,11 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, li
     root = tmp_path_factory.mktemp("stranger")
     (root / "client").mkdir()
     (root / "client" / "mediagate.js").write_text(STRANGER_CLIENT)
-    handler = type("Handler", (_Recording,), {"requests": []})
+
+    class Handler(_Recording):
+        requests: list[str] = []  # noqa: RUF012 - one server's, read by the test
+
+    handler = Handler
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.2", 0), functools.partial(handler, directory=str(root))
     )
@@ -139,20 +146,22 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+
+            def console(message: ConsoleMessage) -> None:
+                if message.type == "error":
+                    console_errors.append(message.text)
+
+            def graphql_post(request: Request) -> None:
+                if request.url.endswith("/graphql") and request.method == "POST":
+                    graphql_posts.append(request.post_data or "")
+
+            def frames_of(socket: WebSocket) -> None:
+                socket.on("framereceived", lambda frame: frames.append(json.loads(frame)))
+
+            page.on("console", console)
             page.on("pageerror", lambda error: console_errors.append(str(error)))
-            page.on(
-                "request",
-                lambda r: (
-                    r.url.endswith("/graphql")
-                    and r.method == "POST"
-                    and graphql_posts.append(r.post_data or "")
-                ),
-            )
-            page.on(
-                "websocket",
-                lambda ws: ws.on("framereceived", lambda f: frames.append(json.loads(f))),
-            )
+            page.on("request", graphql_post)
+            page.on("websocket", frames_of)
             await page.goto(address)
             await page.wait_for_selector("body[data-ready]", state="attached")
             await page.set_input_files("#picker", [str(path) for path in _files(tmp_path)])
@@ -208,7 +217,7 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
     ]
 
 
-async def test_a_large_upload_resumes_after_a_page_reload(
+async def test_a_large_upload_resumes_after_a_page_reload(  # noqa: PLR0915 - one browser script
     stack: tuple[services.ServedApi, Settings],
     settings: Settings,
     tenant: Tenant,
@@ -233,10 +242,12 @@ async def test_a_large_upload_resumes_after_a_page_reload(
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            page.on(
-                "requestfinished",
-                lambda r: "partNumber=" in r.url and parts_sent[-1].append(r.url),
-            )
+
+            def part_sent(request: Request) -> None:
+                if "partNumber=" in request.url:
+                    parts_sent[-1].append(request.url)
+
+            page.on("requestfinished", part_sent)
             await page.route("**/*partNumber=2*", hold)
             await page.route("**/*partNumber=3*", hold)
             first_part = page.wait_for_event(
@@ -257,10 +268,12 @@ async def test_a_large_upload_resumes_after_a_page_reload(
             await page.unroute("**/*partNumber=2*")
             await page.unroute("**/*partNumber=3*")
             await page.wait_for_selector("body[data-ready]", state="attached")
-            page.on(
-                "request",
-                lambda r: r.url.endswith("/graphql") and graphql_posts.append(r.post_data or ""),
-            )
+
+            def graphql_post(request: Request) -> None:
+                if request.url.endswith("/graphql"):
+                    graphql_posts.append(request.post_data or "")
+
+            page.on("request", graphql_post)
             await page.set_input_files("#picker", str(video))
             await page.wait_for_function(
                 f"""() => {{

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -62,12 +63,12 @@ def test_setup_on_rgw_says_what_the_store_lacks(
     assert "policy: " + f"{upload_user.principal} may put under sessions/ unchanged" in with_sse
 
 
-def setup_storage_again(settings: Settings, **changes: bool) -> list[str]:
+def setup_storage_again(settings: Settings, *, s3_sse: bool) -> list[str]:
     from dataclasses import replace
 
     from mediagate.storage.setup import setup_storage
 
-    return setup_storage(replace(settings, **changes), bucket_events=True, require_tls=False)
+    return setup_storage(replace(settings, s3_sse=s3_sse), bucket_events=True, require_tls=False)
 
 
 def test_the_store_refuses_upload_urls_that_are_not_ours(rgw_store: ObjectStore) -> None:
@@ -137,7 +138,7 @@ def test_the_upload_credential_can_do_nothing_but_put_under_sessions(
     uploader.put_object(bucket, mine, io.BytesIO(b"x"), 1)
     elsewhere = f"processed/{uuid.uuid4()}.jpg"
     rgw_store.client.put_object(bucket, elsewhere, io.BytesIO(b"y"), 1)
-    refused = [
+    refused: list[Callable[[], object]] = [
         lambda: uploader.put_object(bucket, f"processed/{uuid.uuid4()}.jpg", io.BytesIO(b"x"), 1),
         lambda: uploader.get_object(bucket, mine),  # even its own
         lambda: uploader.stat_object(bucket, mine),

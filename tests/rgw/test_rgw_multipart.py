@@ -5,6 +5,7 @@ service completes an upload."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -132,7 +133,7 @@ def test_the_upload_credential_cannot_list_or_abort_an_upload(
     key, bucket = _key(), rgw_settings.s3_bucket
     upload_id = rgw_store.client._create_multipart_upload(bucket, key, {})
     try:
-        refused = [
+        refused: list[Callable[[], object]] = [
             lambda: uploader._list_parts(bucket, key, upload_id),
             lambda: uploader._abort_multipart_upload(bucket, key, upload_id),
             lambda: uploader._list_multipart_uploads(bucket, prefix="sessions/"),

@@ -162,7 +162,7 @@ class CephGateway:
                 pass
             for daemon in self._daemons:
                 if daemon.poll() is not None:
-                    raise RuntimeError(f"{daemon.args[0]} exited; see {self.workdir}/log")
+                    raise RuntimeError(f"{daemon.args!r} exited; see {self.workdir}/log")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the gateway never answered; see {self.workdir}/log")
             time.sleep(0.1)

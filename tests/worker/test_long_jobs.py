@@ -54,7 +54,12 @@ async def _broker_takes_back_an_unacked_delivery(node: RabbitNode) -> None:
     async with connection:
         channel = await connection.channel()
         closed = asyncio.get_running_loop().create_future()
-        channel.close_callbacks.add(lambda *_: closed.done() or closed.set_result(None))
+
+        def on_close(*_: object) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        channel.close_callbacks.add(on_close)
         queue = await channel.declare_queue(exclusive=True)
         await channel.default_exchange.publish(aio_pika.Message(b"hold"), routing_key=queue.name)
         await queue.consume(_never_ack)

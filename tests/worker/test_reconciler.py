@@ -22,12 +22,12 @@ from mediagate.db import media_repository as repo
 from mediagate.db.tables import SessionMedia
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
+from mediagate.domain.multipart import NEVER_COMPLETED
 from mediagate.domain.status import MediaStatus
 from mediagate.events.publisher import JobPublisher
 from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS, MediaPipeline
 from mediagate.services.reconciler import (
     LOCK_NAME,
-    NEVER_COMPLETED,
     NEVER_UPLOADED,
     Bounds,
     Findings,

@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -155,11 +156,12 @@ async def test_malformed_messages_end_in_the_dead_letter_queue(
     await publish_as_minio(settings, json.dumps({"hello": "world"}).encode())
 
     async def two_dead() -> bool:
-        return len(found) >= 2 or bool(found.extend(await dead_letters(settings)))
+        found.extend(await dead_letters(settings))
+        return len(found) >= 2
 
-    found: list = []  # type: ignore[type-arg]
+    found: list[Any] = []
     await wait_until(two_dead, "malformed messages were not dead-lettered")
-    reasons = sorted(m.headers["x-mediagate-reason"] for m in found)  # type: ignore[index]
+    reasons = sorted(m.headers["x-mediagate-reason"] for m in found)
     assert reasons[0].startswith("neither a processing job") and reasons[1].startswith("not JSON")
 
 

@@ -20,7 +20,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from mediagate.config import Settings
-from mediagate.events.messages import MalformedMessage, parse_message
+from mediagate.events.messages import MalformedMessage, ParsedMessage, parse_message
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
 from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.services.pipeline import DeadLetter, Done, MediaPipeline, Outcome, Retry
@@ -110,17 +110,7 @@ class MediaConsumer:
             self._metrics.dead_letters.inc()
             await message.ack()
             return
-        if parsed.ignored:
-            # One line a message, whatever the number of records it carries.
-            reasons = sorted({reason[:LOGGED_REASON_CHARS] for reason in parsed.ignored})
-            log.info(
-                "bucket event records passed over",
-                extra={"count": len(parsed.ignored), "reasons": reasons[:LOGGED_REASONS]},
-            )
-        for item in parsed.items:
-            log.info(
-                "processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt}
-            )
+        _log_received(parsed, attempt)
         work = asyncio.ensure_future(
             self._outcomes([item.file_key for item in parsed.items], attempt, message)
         )
@@ -144,6 +134,18 @@ class MediaConsumer:
                 with contextlib.suppress(Exception):
                     await self._republish(message, self._settings.media_queue, attempt, STOPPED)
             raise
+        await self._follow_up(message, outcome, attempt)
+        if not leased:
+            await message.ack()
+        for item in parsed.items:
+            if (job := self._jobs.get(item.file_key)) is not None and job.done():
+                self._forget(item.file_key, job)
+
+    async def _follow_up(
+        self, message: AbstractIncomingMessage, outcome: Outcome, attempt: int
+    ) -> None:
+        """A retry goes to the delay queue its attempt earns, a dead letter to the dead
+        queue; a finished job is counted."""
         if isinstance(outcome, Retry):
             delays = self._settings.retry_delays_ms
             next_attempt = attempt + 1
@@ -159,11 +161,6 @@ class MediaConsumer:
             self._metrics.dead_letters.inc()
         else:
             self._metrics.finished(outcome.result, outcome.timings)
-        if not leased:
-            await message.ack()
-        for item in parsed.items:
-            if (job := self._jobs.get(item.file_key)) is not None and job.done():
-                self._forget(item.file_key, job)
 
     async def _outcomes(
         self, file_keys: list[str], attempt: int, message: AbstractIncomingMessage
@@ -202,3 +199,15 @@ class MediaConsumer:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+
+
+def _log_received(parsed: ParsedMessage, attempt: int) -> None:
+    if parsed.ignored:
+        # One line a message, whatever the number of records it carries.
+        reasons = sorted({reason[:LOGGED_REASON_CHARS] for reason in parsed.ignored})
+        log.info(
+            "bucket event records passed over",
+            extra={"count": len(parsed.ignored), "reasons": reasons[:LOGGED_REASONS]},
+        )
+    for item in parsed.items:
+        log.info("processing", extra={"key": item.file_key, "via": item.source, "attempt": attempt})
