@@ -30,8 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_env  # noqa: E402
-from tests.support import services  # noqa: E402
+from tests.support import daemons  # noqa: E402
+from tests.support.environment import make_env  # noqa: E402
 
 from mediagate.auth.tokens import issue_token  # noqa: E402
 from mediagate.config import Settings, load_settings  # noqa: E402
@@ -132,7 +132,7 @@ def nestjs_server(env: dict[str, str]) -> Iterator[str]:
     if not (NESTJS / "dist" / "main.js").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NESTJS, check=True)
         subprocess.run(["npx", "tsc", "-p", "tsconfig.json"], cwd=NESTJS, check=True)
-    port = services.free_port()
+    port = daemons.free_port()
     server = subprocess.Popen(
         ["node", "dist/main.js"], cwd=NESTJS, env={**os.environ, **env, "PORT": str(port)}
     )
@@ -257,9 +257,9 @@ CLI = [sys.executable, "-m", "mediagate.cli"]
 
 @contextlib.contextmanager
 def prepared_stack(**overrides: str) -> Iterator[Stack]:
-    database_url = asyncio.run(services.create_database())
+    database_url = asyncio.run(daemons.create_database())
     try:
-        with services.s3_server() as s3:
+        with daemons.s3_server() as s3:
             env = make_env(database_url, s3, LOG_LEVEL="WARNING", **overrides)
             settings = load_settings(env)
             subprocess.run(
@@ -271,7 +271,7 @@ def prepared_stack(**overrides: str) -> Iterator[Stack]:
             session_ids = asyncio.run(create_sessions(settings, organization))
             yield Stack(env, settings, organization, user, session_ids, token)
     finally:
-        asyncio.run(services.drop_database(database_url))
+        asyncio.run(daemons.drop_database(database_url))
 
 
 def create_session(env: dict[str, str], organization: uuid.UUID) -> uuid.UUID:
@@ -292,7 +292,7 @@ def _process_env(env: dict[str, str]) -> dict[str, str]:
 @contextlib.contextmanager
 def served_api(stack: Stack, workers: int | None) -> Iterator[tuple[str, int]]:
     """`mediagate serve` on a free port: its GraphQL URL and its process id."""
-    port = services.free_port()
+    port = daemons.free_port()
     server = subprocess.Popen(
         [*CLI, "serve", "--port", str(port)]
         + ([] if workers is None else ["--workers", str(workers)]),

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.worker_bench import best_of, ffmpeg_baseline, run_child, scan_baselines, stage  # noqa: E402
-from tests.conftest import make_env  # noqa: E402
-from tests.support import media, services  # noqa: E402
+from tests.support import daemons, media  # noqa: E402
+from tests.support.environment import make_env  # noqa: E402
 from tests.support.rgw import CephGateway  # noqa: E402
 
 from mediagate.config import Settings, load_settings  # noqa: E402
@@ -177,14 +177,14 @@ def _ratio(figures: dict[str, float]) -> str:
 
 def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    database_url = asyncio.run(services.create_database())
-    with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch_dir:
+    database_url = asyncio.run(daemons.create_database())
+    with daemons.s3_server() as s3, tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         env = make_env(
             database_url, s3, VIDEO_TIME_LIMIT="900", CLAMAV_TIMEOUT="600", LOG_LEVEL="WARNING"
         )
         settings = load_settings(env)
-        clamd_daemon = services.Clamd(scratch, settings.clamav_port)
+        clamd_daemon = daemons.Clamd(scratch, settings.clamav_port)
         clamd_daemon.start()
         try:
             subprocess.run(
@@ -231,7 +231,7 @@ def main() -> None:
             print(f"4K HEVC minute -> 1080p (s): {transcode}  ours/raw {_ratio(transcode)}")
         finally:
             clamd_daemon.stop()
-    asyncio.run(services.drop_database(database_url))
+    asyncio.run(daemons.drop_database(database_url))
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
-from tests.conftest import make_env  # noqa: E402
-from tests.support import media, services  # noqa: E402
+from tests.support import daemons, media  # noqa: E402
 from tests.support.broker import consumers_at_least  # noqa: E402
+from tests.support.environment import make_env  # noqa: E402
 from tests.support.worker_process import wait_for_status, wait_until  # noqa: E402
 
 from mediagate.config import Settings, load_settings  # noqa: E402
@@ -425,18 +425,18 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
                 f"{tool} is needed (apt-get install libvips-tools clamdscan clamav-daemon ffmpeg)"
             )
 
-    database_url = asyncio.run(services.create_database())
-    with services.s3_server() as s3, tempfile.TemporaryDirectory() as scratch_dir:
+    database_url = asyncio.run(daemons.create_database())
+    with daemons.s3_server() as s3, tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         env = make_env(database_url, s3, VIDEO_TIME_LIMIT="900", WORKER_PREFETCH="2")
         settings = load_settings(env)
-        clamd_daemon = services.Clamd(scratch, settings.clamav_port)
+        clamd_daemon = daemons.Clamd(scratch, settings.clamav_port)
         clamd_daemon.start()
         contenders = [Contender("this checkout", sys.executable, env)]
         baseline_clamd = None
         try:
             if args.baseline is not None:
-                baseline_clamd = services.Clamd(
+                baseline_clamd = daemons.Clamd(
                     scratch, config=args.baseline / "deploy" / "clamav" / "clamd.conf"
                 )
                 baseline_clamd.start()
@@ -526,7 +526,7 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
             clamd_daemon.stop()
             if baseline_clamd is not None:
                 baseline_clamd.stop()
-            asyncio.run(services.drop_database(database_url))
+            asyncio.run(daemons.drop_database(database_url))
 
 
 if __name__ == "__main__":

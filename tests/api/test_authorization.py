@@ -13,7 +13,7 @@ import pytest
 from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
-from tests.conftest import Tenant, error_codes, graphql
+from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import (
     GET_UPLOAD_URL,
     MEDIA,

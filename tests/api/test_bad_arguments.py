@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Tenant, error_codes
+from tests.support.api import Tenant, error_codes
 
 _AUDIT = """
 query Audit($sessionId: UUID, $first: Int, $after: String) {

@@ -18,8 +18,8 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
+from tests.support.daemons import ServedApi, serve_api
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, drain_jobs
-from tests.support.services import ServedApi, serve_api
 
 MEDIAGATE = [sys.executable, "-m", "mediagate.cli"]
 
@@ -292,7 +292,7 @@ async def test_upload_flow_over_real_http(
 async def test_cors_preflight_allows_only_configured_origins(env: dict[str, str]) -> None:
     from mediagate.api.app import create_app
     from mediagate.config import load_settings
-    from tests.conftest import in_process
+    from tests.support.api import in_process
 
     # Preflights are answered by the CORS middleware; no lifespan (and no second
     # database engine) is needed for them.

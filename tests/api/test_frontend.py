@@ -12,8 +12,8 @@ import pytest
 from mediagate.api.app import create_app
 from mediagate.config import Settings
 from mediagate.domain.media_types import MEDIA_TYPES, STAGES
-from tests.conftest import graphql, in_process
-from tests.support.services import ROOT
+from tests.support.api import graphql, in_process
+from tests.support.daemons import ROOT
 
 CLIENT = ROOT / "clients" / "js"
 

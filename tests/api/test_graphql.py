@@ -14,7 +14,7 @@ from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format
 from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.errors import Forbidden
-from tests.conftest import Tenant, error_codes, graphql
+from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import GET_UPLOAD_URL, MEDIA
 
 

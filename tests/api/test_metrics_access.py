@@ -16,8 +16,8 @@ from mediagate.events.publisher import JobPublisher
 from mediagate.observability.metrics import Snapshot
 from mediagate.services import monitoring
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import services
+from tests.support import daemons
+from tests.support.api import Tenant
 from tests.support.flow import request_upload
 
 TOKEN = "scrape-token-of-the-test"
@@ -70,7 +70,7 @@ async def test_scrapes_share_one_snapshot_per_window(
 
 @pytest.fixture(scope="module")
 def guarded_url(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
-    with services.serve_api({**env, "METRICS_TOKEN": TOKEN}, "--workers", "1") as served:
+    with daemons.serve_api({**env, "METRICS_TOKEN": TOKEN}, "--workers", "1") as served:
         yield served.url
 
 

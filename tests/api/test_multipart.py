@@ -14,8 +14,8 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, error_codes
 from tests.support import media
+from tests.support.api import Tenant, error_codes
 from tests.support.flow import drain_jobs
 from tests.support.multipart import (
     ABORT,

@@ -16,8 +16,8 @@ from mediagate.db import media_repository as repo
 from mediagate.domain import keys
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, error_codes, graphql, new_tenant
-from tests.support import services
+from tests.support import daemons
+from tests.support.api import Tenant, error_codes, graphql, new_tenant
 from tests.support.flow import GET_UPLOAD_URL
 
 PAGE = """
@@ -116,7 +116,7 @@ async def test_after_must_be_an_item_of_the_session(
 @pytest.fixture(scope="module")
 def limited_url(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[str]:
     limits = {"MAX_SESSION_ITEMS": str(LIMIT), "DB_POOL_SIZE": "8"}
-    with services.serve_api({**env, **limits}, "--workers", "1") as served:
+    with daemons.serve_api({**env, **limits}, "--workers", "1") as served:
         yield served.url
 
 

@@ -20,8 +20,8 @@ from mediagate.db import media_repository as repo
 from mediagate.domain import keys
 from mediagate.domain.validation import DEFAULT_PAGE
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import services
+from tests.support import daemons
+from tests.support.api import Tenant
 from tests.support.graphql_ws import GraphQLSocket, graphql_socket
 from tests.support.metrics import api_metric
 from tests.support.worker_process import wait_until
@@ -38,14 +38,14 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def served(
     env: dict[str, str], database: None, store: ObjectStore, server_log: Path
-) -> Iterator[services.ServedApi]:
+) -> Iterator[daemons.ServedApi]:
     overrides = {
         "WS_MAX_OPERATIONS": str(OPERATIONS),
         "WS_STALL_TIMEOUT": str(STALL_TIMEOUT),
         "GRAPHQL_MAX_ALIASES": "40",
         "LOG_LEVEL": "INFO",
     }
-    with services.serve_api({**env, **overrides}, "--workers", "1", log=server_log) as api:
+    with daemons.serve_api({**env, **overrides}, "--workers", "1", log=server_log) as api:
         yield api
 
 
@@ -74,7 +74,7 @@ WIDE = " ".join(f"a{n}: originalFilename" for n in range(40))
 HEAVY = f"subscription($sessionId: UUID!) {{ mediaUpdated(sessionId: $sessionId) {{ {WIDE} }} }}"
 
 
-def _small_socket(served: services.ServedApi) -> socket.socket:
+def _small_socket(served: daemons.ServedApi) -> socket.socket:
     """A client socket whose receive buffer holds almost nothing."""
     small = socket.socket()
     small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -82,7 +82,7 @@ def _small_socket(served: services.ServedApi) -> socket.socket:
     return small
 
 
-async def _subscriptions_are(served: services.ServedApi, count: int) -> bool:
+async def _subscriptions_are(served: daemons.ServedApi, count: int) -> bool:
     return await api_metric(served.url, "mediagate_subscriptions") == count
 
 
@@ -93,7 +93,7 @@ async def _heavy_subscriptions(socket_: GraphQLSocket, tenant: Tenant) -> None:
 
 
 async def test_the_first_state_is_the_first_page(
-    served: services.ServedApi, settings: Settings, tenant: Tenant
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     added = await _items(settings, tenant, DEFAULT_PAGE + 10)
     async with graphql_socket(served.url) as reader:
@@ -114,7 +114,7 @@ async def test_the_first_state_is_the_first_page(
 
 
 async def test_subscribers_that_never_read_are_dropped_though_nothing_changes(
-    served: services.ServedApi, settings: Settings, tenant: Tenant
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     await _items(settings, tenant, DEFAULT_PAGE)
     dropped_before = await api_metric(served.url, "mediagate_slow_subscribers_dropped_total")
@@ -135,7 +135,7 @@ async def test_subscribers_that_never_read_are_dropped_though_nothing_changes(
 
 
 async def test_a_subscriber_that_resets_mid_send_is_no_error_in_the_log(
-    served: services.ServedApi, settings: Settings, tenant: Tenant, server_log: Path
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant, server_log: Path
 ) -> None:
     await _items(settings, tenant, DEFAULT_PAGE)
     logged_before = len(server_log.read_bytes())  # noqa: ASYNC240 - a small file

@@ -18,8 +18,8 @@ from mediagate.db import media_repository as repo
 from mediagate.db.media_changes import APPLICATION_NAME
 from mediagate.domain.validation import DEFAULT_PAGE
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.flow import confirm, put_object, request_upload
 from tests.support.graphql_ws import GraphQLSocket, graphql_socket
 from tests.support.metrics import api_metric
@@ -31,14 +31,14 @@ STALL_TIMEOUT = 3
 
 
 @pytest.fixture(scope="module")
-def served(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[services.ServedApi]:
+def served(env: dict[str, str], database: None, store: ObjectStore) -> Iterator[daemons.ServedApi]:
     overrides = {
         "WS_INIT_TIMEOUT": "1",
         "WS_MAX_OPERATIONS": "3",
         "WS_STALL_TIMEOUT": str(STALL_TIMEOUT),
         "GRAPHQL_MAX_ALIASES": "40",
     }
-    with services.serve_api({**env, **overrides}, "--workers", "1") as api:
+    with daemons.serve_api({**env, **overrides}, "--workers", "1") as api:
         yield api
 
 
@@ -61,7 +61,7 @@ async def _confirmed(url: str, tenant: Tenant, stage: str | None = None) -> dict
 
 
 async def test_each_organization_sees_only_its_own_session(
-    served: services.ServedApi, tenant: Tenant, other_tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as mine, graphql_socket(served.url) as theirs:
         await _acked(mine, tenant.token)
@@ -81,7 +81,7 @@ async def test_each_organization_sees_only_its_own_session(
 
 
 async def test_refusals_are_typed(
-    served: services.ServedApi, tenant: Tenant, other_tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant, other_tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         await _acked(socket_, tenant.token)
@@ -101,7 +101,7 @@ async def test_refusals_are_typed(
 
 @pytest.mark.parametrize("token", [None, "not-a-token"])
 async def test_a_connection_without_a_valid_token_is_refused(
-    served: services.ServedApi, token: str | None
+    served: daemons.ServedApi, token: str | None
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         await socket_.send(
@@ -113,7 +113,7 @@ async def test_a_connection_without_a_valid_token_is_refused(
 
 
 async def test_an_expired_token_is_refused_and_one_that_expires_closes_the_socket(
-    served: services.ServedApi, settings: Settings, tenant: Tenant
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         expired = issue_token(settings, tenant.principal, -60)
@@ -128,7 +128,7 @@ async def test_an_expired_token_is_refused_and_one_that_expires_closes_the_socke
 
 
 async def test_a_late_subscriber_first_gets_the_current_state(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     earlier = [await _ticket(served.url, tenant, f"earlier-{n}.jpg") for n in range(3)]
     async with graphql_socket(served.url) as socket_:
@@ -140,7 +140,7 @@ async def test_a_late_subscriber_first_gets_the_current_state(
 
 
 async def test_protocol_violations_close_with_the_protocols_codes(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url, subprotocols=("graphql-ws",)) as socket_:
         assert await socket_.close_code() == 4406
@@ -165,7 +165,7 @@ async def test_protocol_violations_close_with_the_protocols_codes(
 
 
 async def test_operations_per_connection_and_message_size_are_bounded(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         await _acked(socket_, tenant.token)
@@ -186,7 +186,7 @@ async def test_operations_per_connection_and_message_size_are_bounded(
 
 
 async def test_queries_and_mutations_run_over_the_socket_too(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         await _acked(socket_, tenant.token)
@@ -200,7 +200,7 @@ async def test_queries_and_mutations_run_over_the_socket_too(
 
 
 async def test_a_subscriber_that_does_not_read_is_dropped_and_others_are_not(
-    served: services.ServedApi, settings: Settings, tenant: Tenant
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     """Rounds of changes to its items while one subscriber has stopped reading: that one
     is dropped (for what waits, or for how long it waited, whichever comes first); the
@@ -248,7 +248,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_are_not(
         await reader.updates_until("s", lambda m: m["fileKey"] == ticket["fileKey"])
 
 
-async def _subscriptions_are(served: services.ServedApi, count: int) -> bool:
+async def _subscriptions_are(served: daemons.ServedApi, count: int) -> bool:
     return await api_metric(served.url, "mediagate_subscriptions") == count
 
 
@@ -265,7 +265,7 @@ async def _until_all_have(reader: GraphQLSocket, keys: list[str], status: str) -
 async def test_websocket_connections_are_capped_apart_from_http(
     env: dict[str, str], database: None, tenant: Tenant
 ) -> None:
-    with services.serve_api({**env, "WS_MAX_CONNECTIONS": "2"}, "--workers", "1") as api:
+    with daemons.serve_api({**env, "WS_MAX_CONNECTIONS": "2"}, "--workers", "1") as api:
         async with graphql_socket(api.url) as first, graphql_socket(api.url) as second:
             await _acked(first, tenant.token)
             await _acked(second, tenant.token)
@@ -280,7 +280,7 @@ async def test_websocket_connections_are_capped_apart_from_http(
 
 
 async def test_changes_made_while_the_listener_was_cut_off_are_delivered(
-    served: services.ServedApi, settings: Settings, tenant: Tenant
+    served: daemons.ServedApi, settings: Settings, tenant: Tenant
 ) -> None:
     ticket = await _ticket(served.url, tenant)
     async with graphql_socket(served.url) as socket_:
@@ -311,16 +311,16 @@ async def test_changes_made_while_the_listener_was_cut_off_are_delivered(
 
 
 async def test_a_workers_transitions_reach_a_subscriber_of_another_api_process(
-    served: services.ServedApi,
+    served: daemons.ServedApi,
     env: dict[str, str],
     settings: Settings,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     tenant: Tenant,
 ) -> None:
     worker = WorkerProcess(env)
     await worker.start(settings)
     try:
-        with services.serve_api(env, "--workers", "1") as uploading_api:
+        with daemons.serve_api(env, "--workers", "1") as uploading_api:
             async with graphql_socket(served.url) as socket_:
                 await _acked(socket_, tenant.token)
                 await socket_.subscribe("s", sessionId=str(tenant.session_id))
@@ -355,7 +355,7 @@ async def test_a_subscription_over_http_is_refused(api: httpx.AsyncClient, tenan
 
 
 async def test_a_stage_filter_passes_only_that_stages_media(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     async with graphql_socket(served.url) as socket_:
         await _acked(socket_, tenant.token)
@@ -368,7 +368,7 @@ async def test_a_stage_filter_passes_only_that_stages_media(
 
 
 async def test_an_id_completed_can_be_used_again_and_nothing_outlives_the_socket(
-    served: services.ServedApi, tenant: Tenant
+    served: daemons.ServedApi, tenant: Tenant
 ) -> None:
     await _confirmed(served.url, tenant)
     async with graphql_socket(served.url) as socket_:

@@ -14,7 +14,7 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, error_codes, graphql
+from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import (
     MEDIA,
     SESSION_MEDIA,

@@ -21,12 +21,12 @@ from mediagate.domain.status import MediaStatus
 from mediagate.observability.metrics import Snapshot, render
 from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.flow import upload
 from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
 
-DEPLOY = services.ROOT / "deploy"
+DEPLOY = daemons.ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 RULES = PROMETHEUS / "alerts.yml"
 
@@ -83,7 +83,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             }
         )
     )
-    port = services.free_port()
+    port = daemons.free_port()
     process = subprocess.Popen(
         [
             "prometheus",
@@ -113,15 +113,15 @@ async def test_prometheus_scrapes_the_api_and_a_worker_and_fires_on_a_virus(
     api: httpx.AsyncClient,
     settings: Settings,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     store: ObjectStore,
 ) -> None:
     url, targets = prometheus
-    metrics_port = services.free_port()
+    metrics_port = daemons.free_port()
     worker = WorkerProcess({**env, "WORKER_METRICS_PORT": str(metrics_port)})
     await worker.start(settings)
     try:
-        with services.serve_api(env, "--workers", "1") as served:
+        with daemons.serve_api(env, "--workers", "1") as served:
             _scrape(targets, "mediagate-api", served.url.removeprefix("http://"))
             _scrape(targets, "mediagate-worker", f"127.0.0.1:{metrics_port}")
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:

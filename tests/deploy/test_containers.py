@@ -14,8 +14,8 @@ from mediagate.domain.status import MediaStatus
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.worker_process import WorkerProcess, wait_for_status
 
 MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"
@@ -74,7 +74,7 @@ def stack(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 async def test_a_real_put_to_minio_is_processed_through_its_bucket_event(
-    stack: dict[str, str], tenant: Tenant, clamd: services.Clamd, database: None
+    stack: dict[str, str], tenant: Tenant, clamd: daemons.Clamd, database: None
 ) -> None:
     settings: Settings = load_settings(stack)
     report = setup_storage(settings, bucket_events=True, require_tls=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import services
+from tests.support import daemons
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,9 +20,9 @@ async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -
     env = {
         **os.environ,
         "DEV_DATABASE": database,
-        "DEV_API_PORT": str(services.free_port()),
-        "DEV_S3_PORT": str(services.free_port()),
-        "DEV_CLAMAV_PORT": str(services.free_port()),
+        "DEV_API_PORT": str(daemons.free_port()),
+        "DEV_S3_PORT": str(daemons.free_port()),
+        "DEV_CLAMAV_PORT": str(daemons.free_port()),
         "S3_BUCKET": f"dev-{uuid.uuid4().hex[:8]}",
     }
     try:
@@ -35,7 +35,7 @@ async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -
             check=False,
         )
     finally:
-        await services.drop_database(services.POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}")
+        await daemons.drop_database(daemons.POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}")
         (ROOT / ".run" / f"session-{database}").unlink(missing_ok=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "session " in result.stdout and "curl -s" in result.stdout

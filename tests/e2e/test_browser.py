@@ -20,8 +20,9 @@ from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings, load_settings
 from mediagate.db import media_repository as repo
 from mediagate.storage.setup import setup_storage
-from tests.conftest import Tenant, make_env
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
+from tests.support.environment import make_env
 from tests.support.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, li
 
 @pytest.fixture(scope="module")
 def api_port() -> int:
-    return services.free_port()
+    return daemons.free_port()
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +107,14 @@ def browser_env(
 
 @pytest.fixture(scope="module")
 async def stack(
-    browser_env: dict[str, str], database: None, clamd: services.Clamd, api_port: int
-) -> AsyncIterator[tuple[services.ServedApi, Settings]]:
+    browser_env: dict[str, str], database: None, clamd: daemons.Clamd, api_port: int
+) -> AsyncIterator[tuple[daemons.ServedApi, Settings]]:
     settings = load_settings(browser_env)
     setup_storage(settings, bucket_events=False, require_tls=False)
     worker = WorkerProcess(browser_env)
     await worker.start(settings)
     try:
-        with services.serve_api(browser_env, "--workers", "1", port=api_port) as api:
+        with daemons.serve_api(browser_env, "--workers", "1", port=api_port) as api:
             yield api, settings
     finally:
         worker.stop()
@@ -129,7 +130,7 @@ def _files(directory: Path) -> list[Path]:
 
 
 async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
-    stack: tuple[services.ServedApi, Settings],
+    stack: tuple[daemons.ServedApi, Settings],
     settings: Settings,
     tenant: Tenant,
     tmp_path: Path,
@@ -218,7 +219,7 @@ async def test_the_demo_page_uploads_a_photo_a_video_and_a_virus(
 
 
 async def test_a_large_upload_resumes_after_a_page_reload(  # noqa: PLR0915 - one browser script
-    stack: tuple[services.ServedApi, Settings],
+    stack: tuple[daemons.ServedApi, Settings],
     settings: Settings,
     tenant: Tenant,
     tmp_path: Path,
@@ -301,7 +302,7 @@ def _part_number(url: str) -> int:
 
 
 async def test_the_demo_page_runs_no_strangers_code_and_keeps_the_token_out_of_the_address(
-    stack: tuple[services.ServedApi, Settings],
+    stack: tuple[daemons.ServedApi, Settings],
     stranger: tuple[str, list[str]],
     settings: Settings,
     tenant: Tenant,

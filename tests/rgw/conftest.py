@@ -16,9 +16,10 @@ import pytest
 from mediagate.config import Settings, load_settings
 from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
-from tests.conftest import Tenant, make_env, new_tenant
-from tests.support import services
+from tests.support import daemons
+from tests.support.api import Tenant, new_tenant
 from tests.support.broker import drain
+from tests.support.environment import make_env
 from tests.support.rgw import CephGateway, RgwUser
 from tests.support.worker_process import WorkerProcess
 
@@ -83,7 +84,7 @@ def rgw_store(rgw_settings: Settings, rgw_setup_report: list[str]) -> ObjectStor
 
 @pytest.fixture(scope="session")
 def rgw_api(rgw_env: dict[str, str], database: None, rgw_store: ObjectStore) -> Iterator[str]:
-    with services.serve_api(rgw_env) as served:
+    with daemons.serve_api(rgw_env) as served:
         yield served.url
 
 
@@ -100,7 +101,7 @@ async def rgw_client(rgw_api: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def rgw_worker(
-    rgw_env: dict[str, str], rgw_settings: Settings, clamd: services.Clamd, rgw_api: str
+    rgw_env: dict[str, str], rgw_settings: Settings, clamd: daemons.Clamd, rgw_api: str
 ) -> AsyncIterator[WorkerProcess]:
     await drain(rgw_settings, rgw_settings.media_queue)
     worker = WorkerProcess(rgw_env)

@@ -20,8 +20,8 @@ from minio.error import S3Error
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
 from tests.support import media
+from tests.support.api import Tenant
 from tests.support.broker import drain
 from tests.support.flow import confirm, put_object, request_upload
 from tests.support.rgw import RgwUser

@@ -12,15 +12,15 @@ from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import Done, MediaPipeline
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.flow import confirm, put_object, request_upload
-from tests.worker.conftest import row
+from tests.support.readback import row
 
 
 @pytest.fixture(scope="module")
 def rgw_pipeline(
-    rgw_settings: Settings, rgw_store: ObjectStore, clamd: services.Clamd, decoders: DecoderPool
+    rgw_settings: Settings, rgw_store: ObjectStore, clamd: daemons.Clamd, decoders: DecoderPool
 ) -> MediaPipeline:
     scanner = ClamdScanner(
         rgw_settings.clamav_host, rgw_settings.clamav_port, rgw_settings.clamav_timeout

@@ -18,7 +18,7 @@ from mediagate.config import Settings, load_settings
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
-from tests.conftest import make_env
+from tests.support.environment import make_env
 from tests.support.rgw import CephGateway
 
 DAY_SECONDS = 2

@@ -20,8 +20,8 @@ from mediagate.domain.multipart import Part
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
 from tests.support import media
+from tests.support.api import Tenant
 from tests.support.multipart import (
     COMPLETE,
     call,

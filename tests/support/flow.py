@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from mediagate.config import Settings
-from tests.conftest import Tenant, graphql
+from tests.support.api import Tenant, graphql
 from tests.support.broker import drain
 
 GET_UPLOAD_URL = """

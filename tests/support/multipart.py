@@ -14,7 +14,7 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, graphql
+from tests.support.api import Tenant, graphql
 
 START = """
 mutation Start(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.services import free_port
+from tests.support.daemons import free_port
 
 START_TIMEOUT = 120.0
 

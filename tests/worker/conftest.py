@@ -1,21 +1,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import services
-from tests.support.flow import confirm, put_object, request_upload
+from tests.support import daemons
 
 
 @pytest.fixture(scope="session")
@@ -27,43 +21,9 @@ def scratch_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipeline(
     settings: Settings,
     store: ObjectStore,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     scratch_root: Path,
     decoders: DecoderPool,
 ) -> MediaPipeline:
     scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
     return MediaPipeline(settings, store, scanner, decoders, scratch_root=scratch_root)
-
-
-async def stage(
-    api: httpx.AsyncClient,
-    tenant: Tenant,
-    data: bytes,
-    filename: str,
-    content_type: str,
-    *,
-    confirmed: bool = True,
-) -> str:
-    """Presign, PUT the bytes, and (unless told not to) confirm; returns the upload key."""
-    ticket = await request_upload(api, tenant, filename, content_type)
-    await put_object(ticket["uploadUrl"], data, content_type)
-    if confirmed:
-        body = await confirm(api, tenant, ticket["fileKey"], alt="staged")
-        assert body["data"]["confirmUpload"]["status"] == "UPLOADED", body
-    key: str = ticket["fileKey"]
-    return key
-
-
-async def row(key: str) -> MediaRecord:
-    record = await repo.find_by_key(key)
-    assert record is not None
-    return record
-
-
-async def object_bytes(store: ObjectStore, key: str) -> tuple[bytes, Any]:
-    response = store.client.get_object(store.bucket, key)
-    try:
-        return response.read(), response.headers
-    finally:
-        response.close()
-        response.release_conn()

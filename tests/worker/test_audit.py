@@ -19,10 +19,10 @@ from mediagate.db import media_repository as repo
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
 from mediagate.services.pipeline import MediaPipeline
-from tests.conftest import Tenant, error_codes, graphql
 from tests.support import media
+from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, put_object
-from tests.worker.conftest import row
+from tests.support.readback import row
 
 AUDIT = """
 query Audit($sessionId: UUID, $mediaId: UUID, $first: Int, $after: String) {

@@ -13,10 +13,10 @@ import httpx
 from mediagate.domain.status import MediaStatus
 from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, error_codes, graphql
 from tests.support import media
+from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import MEDIA, put_object, request_upload
-from tests.worker.conftest import row, stage
+from tests.support.readback import row, stage
 
 DELETE = "mutation($id: UUID!) { deleteMedia(id: $id) { id status url posterUrl } }"
 AUDIT = """query($mediaId: UUID, $sessionId: UUID) {

@@ -28,8 +28,8 @@ from mediagate.services.pipeline import MediaPipeline, Retry
 from mediagate.services.uploads import queue_for_processing
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.flow import drain_jobs
 from tests.support.multipart import (
     COMPLETE,
@@ -39,8 +39,8 @@ from tests.support.multipart import (
     read_part,
     start,
 )
+from tests.support.readback import row, stage
 from tests.support.worker_process import WorkerProcess, wait_for_status
-from tests.worker.conftest import row, stage
 
 MIB = 1024 * 1024
 
@@ -142,7 +142,7 @@ async def test_a_short_scratch_disk_is_retried_until_fixed_never_rejected(
     settings: Settings,
     store: ObjectStore,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     decoders: DecoderPool,
     scratch_root: Path,
     short_at: str,
@@ -198,7 +198,7 @@ def _decoder_pids(worker_pid: int) -> list[int]:
 
 @pytest.fixture
 async def worker(
-    env: dict[str, str], settings: Settings, clamd: services.Clamd, api: httpx.AsyncClient
+    env: dict[str, str], settings: Settings, clamd: daemons.Clamd, api: httpx.AsyncClient
 ) -> AsyncIterator[WorkerProcess]:
     await drain_jobs(settings)
     process = WorkerProcess({**env, "WORKER_PREFETCH": "1"})

@@ -22,13 +22,13 @@ from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.events.publisher import JobPublisher
 from mediagate.worker.consumer import REASON_HEADER, STOPPED
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.broker import drain
+from tests.support.daemons import RabbitNode
 from tests.support.flow import drain_jobs
-from tests.support.services import RabbitNode
+from tests.support.readback import row, stage
 from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
-from tests.worker.conftest import row, stage
 
 CONSUMER_TIMEOUT_MS = 2000
 
@@ -148,7 +148,7 @@ async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
     settings: Settings,
     api: httpx.AsyncClient,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     row_lock: asyncpg.Connection,
     ack_after: str,
 ) -> None:
@@ -191,7 +191,7 @@ async def test_a_leased_job_stopped_with_its_worker_is_queued_again_at_once(
     settings: Settings,
     api: httpx.AsyncClient,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     row_lock: asyncpg.Connection,
 ) -> None:
     """Its message was acked: without a new one, the job would wait for the reconciler."""

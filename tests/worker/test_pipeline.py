@@ -22,10 +22,10 @@ from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.pipeline import Done, MediaPipeline, Retry
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, graphql
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant, graphql
 from tests.support.flow import MEDIA, confirm, drain_jobs, put_object
-from tests.worker.conftest import object_bytes, row, stage
+from tests.support.readback import object_bytes, row, stage
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def unscanned(
     settings: Settings, store: ObjectStore, decoders: DecoderPool, scratch_root: Path
 ) -> MediaPipeline:
     """A pipeline whose clamd never answers (nothing listens on its port)."""
-    scanner = ClamdScanner("127.0.0.1", services.free_port(), 1)
+    scanner = ClamdScanner("127.0.0.1", daemons.free_port(), 1)
     return MediaPipeline(settings, store, scanner, decoders, scratch_root=scratch_root)
 
 
@@ -276,7 +276,7 @@ async def test_scanner_down_fails_closed_then_recovers(
     tenant: Tenant,
     pipeline: MediaPipeline,
     store: ObjectStore,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
 ) -> None:
     image = media.fixture("landscape_1.jpg")
     key = await stage(api, tenant, image, "a.jpg", "image/jpeg")
@@ -387,7 +387,7 @@ async def test_operator_requeues_scan_failed_uploads(
 
     key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "a.jpg", "image/jpeg")
     await drain_jobs(settings)
-    scanner_down = ClamdScanner("127.0.0.1", services.free_port(), 1)
+    scanner_down = ClamdScanner("127.0.0.1", daemons.free_port(), 1)
     outage = MediaPipeline(settings, store, scanner_down, decoders, scratch_root=scratch_root)
     await outage.handle(key, len(settings.retry_delays_ms))
     assert (await row(key)).status is MediaStatus.SCAN_FAILED
@@ -479,7 +479,7 @@ async def test_an_image_that_decodes_too_long_is_rejected_and_the_worker_goes_on
     store: ObjectStore,
     scratch_root: Path,
     decoders: DecoderPool,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
 ) -> None:
     # 49 MP, within the pixel and scan limits: only its decoding time is too much for
     # a limit of a fifth of a second.
@@ -503,7 +503,7 @@ async def test_an_infected_verdict_kills_the_decoder_working_on_the_file(
     settings: Settings,
     tenant: Tenant,
     store: ObjectStore,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     scratch_root: Path,
 ) -> None:
     """Scan and decode run at once; the verdict comes first and ends the decoding."""

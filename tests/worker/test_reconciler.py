@@ -35,12 +35,12 @@ from mediagate.services.reconciler import (
 )
 from mediagate.storage.multipart import MultipartUploads, UploadGone
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant, graphql
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant, graphql
 from tests.support.flow import drain_jobs, put_object, request_upload
 from tests.support.multipart import put_part, start
+from tests.support.readback import row, stage
 from tests.support.worker_process import WorkerProcess, wait_until
-from tests.worker.conftest import row, stage
 
 BOUNDS = Bounds(stuck_after=timedelta(minutes=30), grace=timedelta(hours=1))
 AUDIT = """query($mediaId: UUID) {
@@ -314,13 +314,13 @@ def test_the_command_reports_what_it_found(env: dict[str, str], database: None) 
 async def test_workers_reconcile_on_their_own_one_at_a_time(
     env: dict[str, str],
     settings: Settings,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     store: ObjectStore,
     tenant: Tenant,
 ) -> None:
     stray = keys.upload_key(tenant.session_id, "general", ".jpg")
     store.client.put_object(store.bucket, stray, io.BytesIO(b"orphan"), 6)
-    port = services.free_port()
+    port = daemons.free_port()
     quick = {"RECONCILE_INTERVAL": "0.2", "RECONCILE_GRACE": "0.001"}
     worker = WorkerProcess({**env, **quick, "WORKER_METRICS_PORT": str(port)})
     async with repo.advisory_lock(LOCK_NAME) as held:  # another worker's run

@@ -14,7 +14,7 @@ from mediagate.scanning.clamav import (
     ScannerUnavailable,
     verdict_from,
 )
-from tests.support import media, services
+from tests.support import daemons, media
 
 
 def test_verdicts() -> None:
@@ -33,15 +33,15 @@ def test_verdicts() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_limit_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Clamd]:
-    daemon = services.Clamd(tmp_path_factory.mktemp("clamd-small"), StreamMaxLength="1M")
+def small_limit_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[daemons.Clamd]:
+    daemon = daemons.Clamd(tmp_path_factory.mktemp("clamd-small"), StreamMaxLength="1M")
     daemon.start()
     yield daemon
     daemon.stop()
 
 
 def test_a_size_limit_reply_is_not_a_clean_scan(
-    small_limit_clamd: services.Clamd, tmp_path: Path
+    small_limit_clamd: daemons.Clamd, tmp_path: Path
 ) -> None:
     """clamd stops reading at its limit, answers and closes while we still send: the
     reply is read all the same (64 times the limit: the send fails on every run)."""
@@ -54,7 +54,7 @@ def test_a_size_limit_reply_is_not_a_clean_scan(
 
 
 def test_a_signature_hidden_inside_a_valid_photo_is_found(
-    clamd: services.Clamd, tmp_path: Path
+    clamd: daemons.Clamd, tmp_path: Path
 ) -> None:
     """Image fuzzy hashing is off in the shipped clamd.conf; every byte is still matched."""
     photo = media.fixture("landscape_1.jpg")
@@ -65,7 +65,7 @@ def test_a_signature_hidden_inside_a_valid_photo_is_found(
     assert scanner.scan_file(hidden) == Infected("Eicar-Test-Signature.UNOFFICIAL")
 
 
-def test_real_scans(clamd: services.Clamd, tmp_path: Path) -> None:
+def test_real_scans(clamd: daemons.Clamd, tmp_path: Path) -> None:
     scanner = ClamdScanner("127.0.0.1", clamd.port, timeout=30)
     clean, infected = tmp_path / "clean.jpg", tmp_path / "eicar.txt"
     clean.write_bytes(media.fixture("landscape_1.jpg"))
@@ -78,7 +78,7 @@ def test_real_scans(clamd: services.Clamd, tmp_path: Path) -> None:
 def test_unreachable_scanner_is_unavailable(tmp_path: Path) -> None:
     file = tmp_path / "a.jpg"
     file.write_bytes(b"x")
-    scanner = ClamdScanner("127.0.0.1", services.free_port(), timeout=5)
+    scanner = ClamdScanner("127.0.0.1", daemons.free_port(), timeout=5)
     with pytest.raises(ScannerUnavailable):
         scanner.scan_file(file)
     assert not scanner.ping()

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
-from tests.conftest import Tenant
-from tests.support import media, services
+from tests.support import daemons, media
+from tests.support.api import Tenant
 from tests.support.broker import (
     close_connection,
     connections_named,
@@ -26,6 +26,7 @@ from tests.support.broker import (
     queue_state,
 )
 from tests.support.flow import confirm, drain_jobs, upload
+from tests.support.readback import stage
 from tests.support.worker_process import (
     WorkerProcess,
     dead_letters,
@@ -34,7 +35,6 @@ from tests.support.worker_process import (
     wait_for_status,
     wait_until,
 )
-from tests.worker.conftest import stage
 
 PHOTO = media.fixture("landscape_4.jpg")
 
@@ -43,7 +43,7 @@ PHOTO = media.fixture("landscape_4.jpg")
 async def worker(
     env: dict[str, str],
     settings: Settings,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     store: ObjectStore,
     api: httpx.AsyncClient,
 ) -> AsyncIterator[WorkerProcess]:
@@ -123,7 +123,7 @@ async def test_redelivery_after_the_worker_is_killed_mid_job(
     settings: Settings,
     tenant: Tenant,
     store: ObjectStore,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     tmp_path: Path,
 ) -> None:
     await drain_jobs(settings)
@@ -182,7 +182,7 @@ async def test_sigterm_lets_the_job_in_flight_finish(
     api: httpx.AsyncClient,
     settings: Settings,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     tmp_path: Path,
 ) -> None:
     await drain_jobs(settings)
@@ -199,7 +199,7 @@ async def test_sigterm_lets_the_job_in_flight_finish(
 
 
 async def test_worker_heartbeat_for_container_healthchecks(
-    env: dict[str, str], settings: Settings, clamd: services.Clamd, tmp_path: Path
+    env: dict[str, str], settings: Settings, clamd: daemons.Clamd, tmp_path: Path
 ) -> None:
     heartbeat = tmp_path / "alive"
     process = WorkerProcess(env, "--heartbeat", str(heartbeat))
@@ -277,12 +277,12 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
     api: httpx.AsyncClient,
     settings: Settings,
     tenant: Tenant,
-    clamd: services.Clamd,
+    clamd: daemons.Clamd,
     store: ObjectStore,
 ) -> None:
     await drain_jobs(settings)
     await dead_letters(settings)
-    port = services.free_port()
+    port = daemons.free_port()
     process = WorkerProcess({**env, "WORKER_METRICS_PORT": str(port)})
     await process.start(settings)
     try:
