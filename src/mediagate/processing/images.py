@@ -1,7 +1,7 @@
 """Image sanitizing with Pillow: decode only the declared format, bound the pixel count,
 apply the EXIF orientation, drop all metadata, re-encode as JPEG quality 85.
 
-Decisions (documented in the README):
+Decisions (documented in docs/api.md, "Processing decisions"):
 - transparency is flattened onto white, because every output is a JPEG;
 - animated GIF/WebP keep their first frame only;
 - an embedded colour profile is applied (converted to sRGB) and then dropped.
