@@ -187,7 +187,7 @@ async def insert_cost_us(
     """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers (each
     in a session of its own)."""
     engine = db_engine.bind_engine(settings)
-    await db_engine.start_pool(engine, settings.db_pool_size)
+    await db_engine.start_pool(engine, settings.database.pool_size)
     expires = datetime.now(UTC) + timedelta(minutes=5)
     sessions = [await repo.create_session(organization) for _ in range(64)]
 
@@ -201,7 +201,7 @@ async def insert_cost_us(
             stage="general",
             uploaded_by=user,
             upload_expires_at=expires,
-            max_items=settings.max_session_items,
+            max_items=settings.uploads.max_session_items,
         )
 
     try:

@@ -184,7 +184,7 @@ def main() -> None:
             database_url, s3, VIDEO_TIME_LIMIT="900", CLAMAV_TIMEOUT="600", LOG_LEVEL="WARNING"
         )
         settings = load_settings(env)
-        clamd_daemon = daemons.Clamd(scratch, settings.clamav_port)
+        clamd_daemon = daemons.Clamd(scratch, settings.scanner.port)
         clamd_daemon.start()
         try:
             subprocess.run(

@@ -35,7 +35,9 @@ async def process(warm_up_key: str, key: str) -> dict[str, Any]:
     await db_engine.start_pool(engine, 4)
     decoders = DecoderPool(1, initializer=reuse_image_memory)  # as `mediagate worker` does
     try:
-        scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
+        scanner = ClamdScanner(
+            settings.scanner.host, settings.scanner.port, settings.scanner.timeout
+        )
         pipeline = MediaPipeline(settings, ObjectStore(settings), scanner, decoders)
         await pipeline.handle(warm_up_key, 0)
         started = time.perf_counter()

@@ -111,7 +111,7 @@ async def _subscribers(
 async def commit_rounds(
     stack: Stack, media_id: uuid.UUID, group: Group, rounds: int
 ) -> list[float]:
-    connection = await asyncpg.connect(stack.settings.database_url)
+    connection = await asyncpg.connect(stack.settings.database.url)
     latencies: list[float] = []
     try:
         for round_ in range(rounds):
@@ -145,7 +145,7 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
             stage="general",
             uploaded_by=stack.user,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=stack.settings.max_session_items,
+            max_items=stack.settings.uploads.max_session_items,
         )
     finally:
         await engine.close_connection_pool()

@@ -150,7 +150,7 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
                 stage="inspection",
                 uploaded_by=user,
                 upload_expires_at=datetime.now(UTC) + timedelta(minutes=30),
-                max_items=settings.max_session_items,
+                max_items=settings.uploads.max_session_items,
             )
             assert media_id is not None
             await store.upload(key, path, content_type, {})
@@ -234,13 +234,13 @@ def scan_baselines(source: Path, settings: Settings, scratch: Path) -> dict[str,
     config = scratch / "clamdscan.conf"
     # clamdscan sends at most its own StreamMaxLength (25 MB unless told): the whole file.
     config.write_text(
-        f"TCPSocket {settings.clamav_port}\nTCPAddr 127.0.0.1\nStreamMaxLength 4000M\n"
+        f"TCPSocket {settings.scanner.port}\nTCPAddr 127.0.0.1\nStreamMaxLength 4000M\n"
     )
-    scanner = ClamdScanner("127.0.0.1", settings.clamav_port, 120)
+    scanner = ClamdScanner("127.0.0.1", settings.scanner.port, 120)
 
     def stock_clamd_package() -> None:
         with source.open("rb") as stream:
-            clamd.ClamdNetworkSocket("127.0.0.1", settings.clamav_port, 120).instream(stream)
+            clamd.ClamdNetworkSocket("127.0.0.1", settings.scanner.port, 120).instream(stream)
 
     return {
         "clamdscan --stream (C)": best_of(
@@ -430,7 +430,7 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
         scratch = Path(scratch_dir)
         env = make_env(database_url, s3, VIDEO_TIME_LIMIT="900", WORKER_PREFETCH="2")
         settings = load_settings(env)
-        clamd_daemon = daemons.Clamd(scratch, settings.clamav_port)
+        clamd_daemon = daemons.Clamd(scratch, settings.scanner.port)
         clamd_daemon.start()
         contenders = [Contender("this checkout", sys.executable, env)]
         baseline_clamd = None

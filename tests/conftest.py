@@ -54,7 +54,7 @@ async def database(settings: Settings) -> AsyncIterator[None]:
 @pytest.fixture(scope="session")
 def clamd(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[daemons.Clamd]:
     """clamd from the shipped configuration with the test signature database."""
-    daemon = daemons.Clamd(tmp_path_factory.mktemp("clamd"), settings.clamav_port)
+    daemon = daemons.Clamd(tmp_path_factory.mktemp("clamd"), settings.scanner.port)
     daemon.start()
     yield daemon
     daemon.stop()

@@ -108,17 +108,26 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="deny plain-HTTP access in the bucket policy (default: when S3_ENDPOINT is https)",
     )
+    settings = commands.add_parser("settings", help="the settings' reference")
+    settings.add_argument(
+        "--markdown", action="store_true", help="the table of docs/configuration.md"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "settings":  # needs no environment: it documents it
+        from mediagate.config.reference import markdown_table, variables
+
+        print(markdown_table() if args.markdown else "\n".join(variables()) + "\n", end="")
+        return 0
     try:
         settings = load_settings()
     except SettingsError as error:
         print(f"mediagate: configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.logging.level)
     log.debug("settings", extra={"settings": settings.public()})
     handler = _HANDLERS[args.command]
     return handler(settings, args)
@@ -215,7 +224,7 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> int:
         if args.purge:
-            print(await purge_expired(settings.audit_retention_days))
+            print(await purge_expired(settings.reconciler.audit_retention_days))
             return 0
         events = await repo.audit_events(
             None, session_id=args.session, media_id=args.media, after_id=0, limit=args.limit
@@ -228,16 +237,12 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import timedelta
 
     from mediagate.events.publisher import JobPublisher
     from mediagate.services.reconciler import Bounds, Reconciler
     from mediagate.storage.object_store import ObjectStore
 
-    bounds = Bounds(
-        timedelta(seconds=settings.reconcile_stuck_after),
-        timedelta(seconds=settings.reconcile_grace),
-    )
+    bounds = Bounds.of(settings.reconciler)
 
     async def work() -> int:
         publisher = None if args.dry_run else await JobPublisher.connect(settings)

@@ -39,8 +39,8 @@ def _token(settings: Settings, tenant: Tenant, **claims: object) -> str:
     }
     base.update(claims)
     payload = {k: v for k, v in base.items() if v is not None}
-    assert settings.jwt_secret is not None
-    return jwt.encode(payload, settings.jwt_secret, algorithm="HS256")
+    assert settings.auth.jwt_secret is not None
+    return jwt.encode(payload, settings.auth.jwt_secret, algorithm="HS256")
 
 
 async def test_no_token_is_unauthenticated(api: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -77,7 +77,7 @@ async def test_bad_tokens_are_unauthenticated(
                 "org_id": str(tenant.principal.organization_id),
                 "exp": int(time.time()) + 60,
             },
-            settings.jwt_secret or "",
+            settings.auth.jwt_secret or "",
             algorithm="HS512",
         ),
         "no_org": _token(settings, tenant, org_id=None),

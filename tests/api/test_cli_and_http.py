@@ -68,8 +68,8 @@ async def test_session_create_and_token_print_only_what_scripts_need(
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip()
     assert issued.stdout == token + "\n"
-    assert settings.jwt_secret is not None
-    claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"])
+    assert settings.auth.jwt_secret is not None
+    claims = jwt.decode(token, settings.auth.jwt_secret, algorithms=["HS256"])
     assert claims["sub"] == str(user) and claims["org_id"] == str(org)
     assert 110 <= claims["exp"] - time.time() <= 121
     again = run_cli(env, "token", "--user", str(user), "--org", str(org))

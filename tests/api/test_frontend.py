@@ -36,11 +36,11 @@ async def test_the_upload_policy_is_what_the_mutations_apply(
         "contentType": "image/jpeg",
         "kind": "IMAGE",
         "extensions": [".jpg", ".jpeg", ".jpe"],
-        "maxBytes": settings.max_image_bytes,
+        "maxBytes": settings.uploads.max_image_bytes,
     }
     assert set(policy["stages"]) == STAGES and policy["defaultStage"] == "general"
-    assert policy["uploadUrlExpiresIn"] == settings.upload_url_ttl
-    assert policy["downloadUrlExpiresIn"] == settings.download_url_ttl
+    assert policy["uploadUrlExpiresIn"] == settings.uploads.upload_url_ttl
+    assert policy["downloadUrlExpiresIn"] == settings.uploads.download_url_ttl
 
 
 async def test_the_browser_client_is_served(api: httpx.AsyncClient) -> None:
@@ -55,7 +55,9 @@ async def test_the_demo_page_is_served_only_when_enabled(
 ) -> None:
     assert (await api.get("/demo")).status_code == 404
     # Its lifespan is not run: the page needs none, and the session's app owns the pool.
-    app = create_app(dataclasses.replace(settings, demo_page=True))
+    app = create_app(
+        dataclasses.replace(settings, api=dataclasses.replace(settings.api, demo_page=True))
+    )
     async with in_process(app, "http://demo") as client:
         page = await client.get("/demo")
         script = await client.get("/demo/demo.js")
@@ -69,7 +71,7 @@ async def test_the_demo_page_is_served_only_when_enabled(
     for response in (page, script, style):
         policy = response.headers["content-security-policy"]
         assert "script-src 'self';" in policy and "default-src 'none'" in policy
-        assert f"connect-src 'self' {settings.s3_public_endpoint};" in policy
+        assert f"connect-src 'self' {settings.s3.public_endpoint};" in policy
 
 
 @pytest.mark.parametrize(

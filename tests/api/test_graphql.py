@@ -11,8 +11,9 @@ from graphql import GraphQLError, parse
 
 from mediagate.api.context import authenticate
 from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format_error, load_schema
-from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
+from mediagate.api.graphql.limits import DocumentMeter
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
+from mediagate.config import GraphQLSettings
 from mediagate.errors import Forbidden
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import GET_UPLOAD_URL, MEDIA
@@ -94,12 +95,14 @@ async def test_introspection_is_off_by_default(api: httpx.AsyncClient) -> None:
     assert "introspection" in response.json()["errors"][0]["message"]
 
 
-LIMITS = DocumentLimits(max_depth=8, max_aliases=10, max_selections=200, max_spreads=30)
+LIMITS = GraphQLSettings(
+    introspection=True, max_depth=8, max_aliases=10, max_selections=200, max_spreads=30
+)
 
 
-def _executor(**limits: int) -> GraphQLExecutor:
+def _executor(max_depth: int = LIMITS.max_depth) -> GraphQLExecutor:
     schema = load_schema(RESOLVERS, authenticate, SUBSCRIPTIONS)
-    return GraphQLExecutor(schema, introspection=True, limits=replace(LIMITS, **limits))
+    return GraphQLExecutor(schema, replace(LIMITS, max_depth=max_depth))
 
 
 def test_depth_limit_counts_through_fragments() -> None:
@@ -133,7 +136,7 @@ def _fan_out(fragments: int) -> str:
     return f"{{ ...F0 }} {chain} fragment F{fragments} on Query {{ __typename }}"
 
 
-def _work(query: str, limits: DocumentLimits) -> int:
+def _work(query: str, limits: GraphQLSettings) -> int:
     meter = DocumentMeter(limits)
     meter.check(parse(query))
     return meter.nodes_visited

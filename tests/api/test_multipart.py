@@ -58,7 +58,7 @@ async def test_a_started_upload_has_a_pending_row_and_signed_part_urls(
     api: httpx.AsyncClient, settings: Settings, tenant: Tenant, clip: Path
 ) -> None:
     ticket = await _started(api, tenant, clip)
-    assert ticket["partSize"] == settings.multipart_part_size == 16 * MIB
+    assert ticket["partSize"] == settings.uploads.multipart_part_size == 16 * MIB
     assert ticket["partCount"] == 3 and [p["partNumber"] for p in ticket["parts"]] == [1, 2, 3]
     assert all(
         ticket["uploadId"] in p["url"] and "X-Amz-Signature" in p["url"] for p in ticket["parts"]
@@ -202,7 +202,7 @@ async def test_a_declared_size_over_the_limit_is_refused_before_anything_is_issu
     limit: str,
 ) -> None:
     before = await MultipartUploads(store).open_uploads(f"sessions/{tenant.session_id}/", 100)
-    body = await start(api, tenant, getattr(settings, limit) + 1, filename, content_type)
+    body = await start(api, tenant, getattr(settings.uploads, limit) + 1, filename, content_type)
     assert error_codes(body) == ["BAD_USER_INPUT"], body
     assert body["errors"][0]["extensions"]["field"] == "size"
     assert await repo.list_session_media(tenant.session_id, None) == []

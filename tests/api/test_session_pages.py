@@ -52,7 +52,7 @@ async def _add_items(settings: Settings, tenant: Tenant, count: int) -> list[uui
             stage=stage,
             uploaded_by=tenant.principal.user_id,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=settings.max_session_items,
+            max_items=settings.uploads.max_session_items,
         )
         assert media_id is not None
         added.append(media_id)

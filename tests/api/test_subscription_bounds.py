@@ -64,7 +64,7 @@ async def _items(settings: Settings, tenant: Tenant, count: int) -> list[str]:
             stage="general",
             uploaded_by=tenant.principal.user_id,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=settings.max_session_items,
+            max_items=settings.uploads.max_session_items,
         )
         added.append(key)
     return added
@@ -102,7 +102,7 @@ async def test_the_first_state_is_the_first_page(
         first = await reader.updates_until("s", lambda m: m["fileKey"] == added[DEFAULT_PAGE - 1])
         assert [m["fileKey"] for m in first] == added[:DEFAULT_PAGE]
         # A change to an item past the first page still arrives, and nothing else did.
-        connection = await asyncpg.connect(settings.database_url)
+        connection = await asyncpg.connect(settings.database.url)
         try:
             await connection.execute(
                 "UPDATE session_media SET status = 'UPLOADED' WHERE file_key = $1", added[-1]

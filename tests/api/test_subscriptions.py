@@ -224,7 +224,7 @@ async def test_a_subscriber_that_does_not_read_is_dropped_and_others_are_not(
         await reader.subscribe("s", sessionId=str(tenant.session_id))
         # The first state is the first page; the rounds below change every item.
         await reader.updates_until("s", lambda m: m["fileKey"] == keys[DEFAULT_PAGE - 1])
-        connection = await asyncpg.connect(settings.database_url)
+        connection = await asyncpg.connect(settings.database.url)
         try:
             rounds = 0
             while await _subscriptions_are(served, 2):
@@ -287,7 +287,7 @@ async def test_changes_made_while_the_listener_was_cut_off_are_delivered(
         await _acked(socket_, tenant.token)
         await socket_.subscribe("s", sessionId=str(tenant.session_id))
         await socket_.updates_until("s", lambda m: m["fileKey"] == ticket["fileKey"])
-        connection = await asyncpg.connect(settings.database_url)
+        connection = await asyncpg.connect(settings.database.url)
         try:
             # The listener's connection is gone (waited for) before the change commits,
             # so its notification reaches nobody: only the resync can deliver it.

@@ -34,19 +34,19 @@ async def test_full_flow_presign_put_confirm_queues_one_job(
     await drain_jobs(settings)
     ticket = await request_upload(api, tenant, "front bumper.JPG", "IMAGE/JPEG", "inspection")
     key = ticket["fileKey"]
-    assert ticket["expiresIn"] == settings.upload_url_ttl
+    assert ticket["expiresIn"] == settings.uploads.upload_url_ttl
     assert key.startswith(f"sessions/{tenant.session_id}/inspection/") and key.endswith(".jpg")
-    assert urlsplit(ticket["uploadUrl"]).path == f"/{settings.s3_bucket}/{key}"
+    assert urlsplit(ticket["uploadUrl"]).path == f"/{settings.s3.bucket}/{key}"
     # Signed by the upload credential (put-only under sessions/), not the service's own.
     signed_by = parse_qs(urlsplit(ticket["uploadUrl"]).query)["X-Amz-Credential"][0]
-    assert signed_by.split("/")[0] == settings.s3_upload_access_key != settings.s3_access_key
+    assert signed_by.split("/")[0] == settings.s3.upload_access_key != settings.s3.access_key
 
     pending = await repo.find_by_key(key)
     assert pending is not None and pending.status is MediaStatus.PENDING_UPLOAD
     assert pending.content_type == "image/jpeg"
     assert pending.original_filename == "front bumper.JPG"
     assert pending.uploaded_by == tenant.principal.user_id
-    expected_expiry = datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl)
+    expected_expiry = datetime.now(UTC) + timedelta(seconds=settings.uploads.upload_url_ttl)
     assert abs((pending.upload_expires_at - expected_expiry).total_seconds()) < 5
 
     await put_object(ticket["uploadUrl"], JPEG_BYTES, "image/jpeg")
@@ -57,9 +57,9 @@ async def test_full_flow_presign_put_confirm_queues_one_job(
     assert result["alt"] == "front bumper, left"
     assert result["id"] == str(pending.id)
     # The URL handed back is for the processed copy, never the unscanned original.
-    assert urlsplit(result["url"]).path.startswith(f"/{settings.s3_bucket}/processed/")
+    assert urlsplit(result["url"]).path.startswith(f"/{settings.s3.bucket}/processed/")
     read_by = parse_qs(urlsplit(result["url"]).query)["X-Amz-Credential"][0]
-    assert read_by.split("/")[0] == settings.s3_access_key
+    assert read_by.split("/")[0] == settings.s3.access_key
     async with httpx.AsyncClient() as client:
         assert (await client.get(result["url"])).status_code == 404
 
@@ -135,9 +135,9 @@ async def test_empty_upload_is_rejected_and_deleted(
 async def test_oversize_upload_is_rejected_and_deleted(
     api: httpx.AsyncClient, settings: Settings, store: ObjectStore, tenant: Tenant
 ) -> None:
-    data = JPEG_BYTES + b"\x00" * (settings.max_image_bytes - len(JPEG_BYTES) + 1)
+    data = JPEG_BYTES + b"\x00" * (settings.uploads.max_image_bytes - len(JPEG_BYTES) + 1)
     result, _ = await _rejected(api, store, tenant, data, "image/jpeg")
-    assert f"limit is {settings.max_image_bytes}" in result["rejectionReason"]
+    assert f"limit is {settings.uploads.max_image_bytes}" in result["rejectionReason"]
 
 
 async def test_content_type_mismatch_is_rejected_and_deleted(
@@ -150,7 +150,7 @@ async def test_content_type_mismatch_is_rejected_and_deleted(
 async def test_upload_written_after_the_url_expired_is_rejected(
     settings: Settings, store: ObjectStore, tenant: Tenant, database: None
 ) -> None:
-    issued_at = datetime.now(UTC) - timedelta(seconds=settings.upload_url_ttl + 60)
+    issued_at = datetime.now(UTC) - timedelta(seconds=settings.uploads.upload_url_ttl + 60)
 
     class NoJobs:
         async def publish(self, job: object) -> None:

@@ -15,7 +15,7 @@ CALLERS = 300
 async def test_connections_go_to_callers_in_order_of_arrival(settings: Settings) -> None:
     # asyncpg's own pool lets newcomers overtake woken waiters: on this workload,
     # dozens of callers are served out of turn in most runs.
-    engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
+    engine = PostgresEngine(config={"dsn": settings.database.url}, log_queries=False)
     await db_engine.start_pool(engine, 2)
     pool = engine.pool
     assert pool is not None
@@ -44,7 +44,7 @@ async def test_connections_go_to_callers_in_order_of_arrival(settings: Settings)
 
 
 async def test_a_cancelled_waiter_gives_its_turn_to_the_next(settings: Settings) -> None:
-    engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
+    engine = PostgresEngine(config={"dsn": settings.database.url}, log_queries=False)
     await db_engine.start_pool(engine, 1)
     pool = engine.pool
     assert pool is not None

@@ -75,8 +75,8 @@ def test_every_mediagate_service_gets_every_setting_it_requires(
         service = compose["services"][name]
         assert service["image"] == "mediagate:latest" and service["build"]["context"] == "../.."
         settings = load_settings(_environment(service, variables))  # raises when one is missing
-        assert settings.s3_endpoint == "http://minio:9000"
-        assert settings.clamav_host == "clamav"
+        assert settings.s3.endpoint == "http://minio:9000"
+        assert settings.scanner.host == "clamav"
 
 
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
@@ -147,10 +147,10 @@ def test_minio_publishes_where_the_worker_listens(
     minio = _environment(compose["services"]["minio"], variables)
     worker = load_settings(_environment(compose["services"]["worker"], variables))
     assert minio["MINIO_NOTIFY_AMQP_ENABLE"] == "on"
-    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE"] == worker.bucket_events_exchange
-    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_TYPE"] == worker.bucket_events_exchange_type
-    assert minio["MINIO_NOTIFY_AMQP_ROUTING_KEY"] == worker.bucket_events_routing_key
-    assert minio["MINIO_NOTIFY_AMQP_URL"] == worker.amqp_url
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE"] == worker.broker.events_exchange
+    assert minio["MINIO_NOTIFY_AMQP_EXCHANGE_TYPE"] == worker.broker.events_exchange_type
+    assert minio["MINIO_NOTIFY_AMQP_ROUTING_KEY"] == worker.broker.events_routing_key
+    assert minio["MINIO_NOTIFY_AMQP_URL"] == worker.broker.url
     flags = {
         "durable": minio["MINIO_NOTIFY_AMQP_DURABLE"] == "on",
         "auto_delete": minio["MINIO_NOTIFY_AMQP_AUTO_DELETED"] == "on",
@@ -181,8 +181,8 @@ def test_clamd_limits_sit_above_the_upload_limit(
     worker = load_settings(_environment(compose["services"]["worker"], variables))
     for name in ("StreamMaxLength", "MaxFileSize", "MaxScanSize"):
         # Every limit the settings accept is one clamd scans whole.
-        assert size(conf[name]) >= MAX_SCANNABLE_BYTES >= worker.max_video_bytes, name
-        assert size(conf[name]) >= worker.max_image_bytes, name
+        assert size(conf[name]) >= MAX_SCANNABLE_BYTES >= worker.uploads.max_video_bytes, name
+        assert size(conf[name]) >= worker.uploads.max_image_bytes, name
     for name in ("AlertExceedsMax", "AlertEncrypted", "AlertEncryptedArchive"):
         assert conf[name] == "yes", name
     mounts = compose["services"]["clamav"]["volumes"]
@@ -261,8 +261,8 @@ def test_minio_allows_exactly_the_origins_the_api_allows(
         {**_environment(compose["services"]["api"], variables), "CORS_ALLOWED_ORIGINS": origins}
     )
     allowed = exported["MINIO_API_CORS_ALLOW_ORIGIN"].split(",")
-    if api.cors_allowed_origins:
-        assert tuple(allowed) == api.cors_allowed_origins
+    if api.http.cors_allowed_origins:
+        assert tuple(allowed) == api.http.cors_allowed_origins
     else:
         assert allowed == ["https://no-origin.invalid"], "empty must not mean '*' on MinIO"
 

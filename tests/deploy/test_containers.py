@@ -54,9 +54,9 @@ def stack(env: dict[str, str]) -> Iterator[dict[str, str]]:
             minio.with_env_file(str(MINIO_ENV)).with_network(network)
             minio.with_envs(
                 MINIO_NOTIFY_AMQP_URL="amqp://mediagate:mediagate@rabbitmq:5672",
-                MINIO_NOTIFY_AMQP_EXCHANGE=settings.bucket_events_exchange,
-                MINIO_NOTIFY_AMQP_EXCHANGE_TYPE=settings.bucket_events_exchange_type,
-                MINIO_NOTIFY_AMQP_ROUTING_KEY=settings.bucket_events_routing_key,
+                MINIO_NOTIFY_AMQP_EXCHANGE=settings.broker.events_exchange,
+                MINIO_NOTIFY_AMQP_EXCHANGE_TYPE=settings.broker.events_exchange_type,
+                MINIO_NOTIFY_AMQP_ROUTING_KEY=settings.broker.events_routing_key,
                 MINIO_KMS_SECRET_KEY="mediagate-key:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYiE=",
             )
             with minio:

@@ -43,7 +43,7 @@ def _report(settings: Settings, *, again: bool) -> list[str]:
         ),
         "cors: none (CORS_ALLOWED_ORIGINS is empty)",
         f"encryption: SSE-S3 {'unchanged' if again else 'set'}",
-        UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3_bucket),
+        UPLOAD_CREDENTIAL_SKIPPED.format(bucket=settings.s3.bucket),
     ]
 
 
@@ -59,8 +59,8 @@ def test_setup_creates_and_configures_the_bucket_then_changes_nothing(env: dict[
     assert second == _report(settings, again=True)
 
     client = ObjectStore(settings).client
-    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3_bucket))
-    encryption = client.get_bucket_encryption(settings.s3_bucket)
+    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3.bucket))
+    encryption = client.get_bucket_encryption(settings.s3.bucket)
     assert encryption is not None and encryption.rule.sse_algorithm == "AES256"
 
 
@@ -78,16 +78,16 @@ def test_the_retired_expiry_of_uploads_is_replaced(env: dict[str, str]) -> None:
     """A bucket set up by an earlier version expired every upload after a day."""
     settings = _fresh(env)
     client = ObjectStore(settings).client
-    client.make_bucket(settings.s3_bucket)
+    client.make_bucket(settings.s3.bucket)
     retired = Rule(
         ENABLED,
         rule_filter=Filter(prefix="sessions/"),
         rule_id="expire-abandoned-uploads",
         expiration=Expiration(days=1),
     )
-    client.set_bucket_lifecycle(settings.s3_bucket, LifecycleConfig([retired]))
+    client.set_bucket_lifecycle(settings.s3.bucket, LifecycleConfig([retired]))
     setup_storage(settings, bucket_events=False, require_tls=False)
-    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3_bucket))
+    _assert_only_aborts(client.get_bucket_lifecycle(settings.s3.bucket))
 
 
 def test_require_tls_adds_the_deny_insecure_transport_policy(env: dict[str, str]) -> None:
@@ -95,15 +95,15 @@ def test_require_tls_adds_the_deny_insecure_transport_policy(env: dict[str, str]
     report = setup_storage(settings, bucket_events=False, require_tls=True)
     assert report[-1] == "policy: deny-insecure-transport set"
     store = ObjectStore(settings)
-    assert json.loads(store.client.get_bucket_policy(settings.s3_bucket)) == desired_policy(
-        settings.s3_bucket, deny_insecure=True, upload_principal=None
+    assert json.loads(store.client.get_bucket_policy(settings.s3.bucket)) == desired_policy(
+        settings.s3.bucket, deny_insecure=True, upload_principal=None
     )
     again = setup_storage(settings, bucket_events=False, require_tls=True)
     assert again[-1] == "policy: deny-insecure-transport unchanged"
     # The S3 test server enforces it: object writes over plain HTTP are now refused, which
     # is why setup applies the policy only when the endpoint speaks TLS.
     with pytest.raises(InvalidResponseError) as refused:
-        store.client.put_object(settings.s3_bucket, "sessions/x", io.BytesIO(b"x"), 1)
+        store.client.put_object(settings.s3.bucket, "sessions/x", io.BytesIO(b"x"), 1)
     assert "Response code: 403" in str(refused.value)
 
 
@@ -156,14 +156,14 @@ def test_bucket_cors_follows_the_normalised_origin_list(env: dict[str, str]) -> 
     assert "cors: https://a.example, http://localhost:3002" in report
     assert "cors: unchanged" in setup_storage(settings, bucket_events=False, require_tls=False)
     for origin in ("https://a.example", "http://localhost:3002"):
-        allowed = _preflight(settings.s3_endpoint, settings.s3_bucket, origin)
+        allowed = _preflight(settings.s3.endpoint, settings.s3.bucket, origin)
         assert allowed.headers.get("access-control-allow-origin") == origin
-    denied = _preflight(settings.s3_endpoint, settings.s3_bucket, "https://evil.example")
+    denied = _preflight(settings.s3.endpoint, settings.s3.bucket, "https://evil.example")
     assert denied.headers.get("access-control-allow-origin") != "https://evil.example"
 
-    emptied = replace(settings, cors_allowed_origins=())
+    emptied = replace(settings, http=replace(settings.http, cors_allowed_origins=()))
     assert "cors: removed (CORS_ALLOWED_ORIGINS is empty)" in setup_storage(
         emptied, bucket_events=False, require_tls=False
     )
-    gone = _preflight(settings.s3_endpoint, settings.s3_bucket, "https://a.example")
+    gone = _preflight(settings.s3.endpoint, settings.s3.bucket, "https://a.example")
     assert gone.headers.get("access-control-allow-origin") != "https://a.example"

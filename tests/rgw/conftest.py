@@ -63,7 +63,7 @@ def rgw_env(
         S3_SSE="false",
         BUCKET_EVENTS_SOURCE="rgw",
         # The clamd the other tests use.
-        CLAMAV_PORT=str(settings.clamav_port),
+        CLAMAV_PORT=str(settings.scanner.port),
     )
 
 
@@ -103,7 +103,7 @@ async def rgw_client(rgw_api: str) -> AsyncIterator[httpx.AsyncClient]:
 async def rgw_worker(
     rgw_env: dict[str, str], rgw_settings: Settings, clamd: daemons.Clamd, rgw_api: str
 ) -> AsyncIterator[WorkerProcess]:
-    await drain(rgw_settings, rgw_settings.media_queue)
+    await drain(rgw_settings, rgw_settings.broker.media_queue)
     worker = WorkerProcess(rgw_env)
     await worker.start(rgw_settings)
     yield worker

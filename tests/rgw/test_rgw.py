@@ -68,7 +68,11 @@ def setup_storage_again(settings: Settings, *, s3_sse: bool) -> list[str]:
 
     from mediagate.storage.setup import setup_storage
 
-    return setup_storage(replace(settings, s3_sse=s3_sse), bucket_events=True, require_tls=False)
+    return setup_storage(
+        replace(settings, s3=replace(settings.s3, sse=s3_sse)),
+        bucket_events=True,
+        require_tls=False,
+    )
 
 
 def test_the_store_refuses_upload_urls_that_are_not_ours(rgw_store: ObjectStore) -> None:
@@ -96,7 +100,9 @@ def test_a_url_signed_with_a_wrong_secret_is_refused(
 ) -> None:
     from dataclasses import replace
 
-    forged = ObjectStore(replace(rgw_settings, s3_upload_secret_key="not-the-secret"))
+    forged = ObjectStore(
+        replace(rgw_settings, s3=replace(rgw_settings.s3, upload_secret_key="not-the-secret"))
+    )
     url = forged.presign_put(_key(), timedelta(minutes=5), datetime.now(UTC))
     response = _put(url)
     assert response.status_code == 403 and b"SignatureDoesNotMatch" in response.content
@@ -109,31 +115,31 @@ def test_an_upload_url_cannot_copy_another_object(
     """The attack: PUT through our URL with x-amz-copy-source naming someone else's file."""
     if kind == "processed copy":
         secret = f"processed/{uuid.uuid4()}/other-org.jpg"
-        rgw_store.client.put_object(rgw_settings.s3_bucket, secret, io.BytesIO(PHOTO), len(PHOTO))
+        rgw_store.client.put_object(rgw_settings.s3.bucket, secret, io.BytesIO(PHOTO), len(PHOTO))
     else:  # written with the upload credential itself, which owns it on RGW
         secret = _key()
         upload_url = rgw_store.presign_put(secret, timedelta(minutes=5), datetime.now(UTC))
         assert _put(upload_url, PHOTO).status_code == 200
     key = _key()
     url = rgw_store.presign_put(key, timedelta(minutes=5), datetime.now(UTC))
-    copied = _put(url, b"", **{"x-amz-copy-source": f"/{rgw_settings.s3_bucket}/{secret}"})
+    copied = _put(url, b"", **{"x-amz-copy-source": f"/{rgw_settings.s3.bucket}/{secret}"})
     assert copied.status_code == 403, copied.text
     with pytest.raises(S3Error):
-        rgw_store.client.stat_object(rgw_settings.s3_bucket, key)
+        rgw_store.client.stat_object(rgw_settings.s3.bucket, key)
 
 
 def test_the_upload_credential_can_do_nothing_but_put_under_sessions(
     gateway: object, rgw_store: ObjectStore, rgw_settings: Settings, upload_user: RgwUser
 ) -> None:
-    endpoint = urlsplit(rgw_settings.s3_endpoint).netloc
+    endpoint = urlsplit(rgw_settings.s3.endpoint).netloc
     uploader = Minio(
         endpoint,
         access_key=upload_user.access_key,
         secret_key=upload_user.secret_key,
         secure=False,
-        region=rgw_settings.s3_region,
+        region=rgw_settings.s3.region,
     )
-    bucket = rgw_settings.s3_bucket
+    bucket = rgw_settings.s3.bucket
     mine = _key()
     uploader.put_object(bucket, mine, io.BytesIO(b"x"), 1)
     elsewhere = f"processed/{uuid.uuid4()}.jpg"
@@ -161,7 +167,7 @@ async def test_api_flow_over_real_http_on_rgw(
     await put_object(ticket["uploadUrl"], PHOTO, "image/jpeg")
     body = await confirm(rgw_client, rgw_tenant, ticket["fileKey"], alt="the car")
     assert body["data"]["confirmUpload"]["status"] == "UPLOADED", body
-    await drain(rgw_settings, rgw_settings.media_queue)
+    await drain(rgw_settings, rgw_settings.broker.media_queue)
 
 
 def _processed_copies(store: ObjectStore, key: str) -> list[str]:

@@ -23,7 +23,7 @@ def rgw_pipeline(
     rgw_settings: Settings, rgw_store: ObjectStore, clamd: daemons.Clamd, decoders: DecoderPool
 ) -> MediaPipeline:
     scanner = ClamdScanner(
-        rgw_settings.clamav_host, rgw_settings.clamav_port, rgw_settings.clamav_timeout
+        rgw_settings.scanner.host, rgw_settings.scanner.port, rgw_settings.scanner.timeout
     )
     return MediaPipeline(rgw_settings, rgw_store, scanner, decoders)
 

@@ -42,7 +42,7 @@ def lc_settings(short_days: CephGateway, database_url: str, settings: Settings) 
     env = make_env(
         database_url,
         short_days.endpoint,
-        CLAMAV_PORT=str(settings.clamav_port),
+        CLAMAV_PORT=str(settings.scanner.port),
         **user.sole_credential(),
     )
     return load_settings(env)

@@ -124,13 +124,13 @@ def test_the_upload_credential_cannot_list_or_abort_an_upload(
 ) -> None:
     """Part URLs carry the upload credential: it may put parts, and nothing more."""
     uploader = Minio(
-        urlsplit(rgw_settings.s3_endpoint).netloc,
+        urlsplit(rgw_settings.s3.endpoint).netloc,
         access_key=upload_user.access_key,
         secret_key=upload_user.secret_key,
         secure=False,
-        region=rgw_settings.s3_region,
+        region=rgw_settings.s3.region,
     )
-    key, bucket = _key(), rgw_settings.s3_bucket
+    key, bucket = _key(), rgw_settings.s3.bucket
     upload_id = rgw_store.client._create_multipart_upload(bucket, key, {})
     try:
         refused: list[Callable[[], object]] = [

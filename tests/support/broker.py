@@ -20,11 +20,11 @@ class QueueState:
 
 async def queue_state(settings: Settings, name: str | None = None) -> QueueState | None:
     """Ready messages and consumers of a queue (the media queue by default); None if absent."""
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel()
         try:
-            queue = await channel.declare_queue(name or settings.media_queue, passive=True)
+            queue = await channel.declare_queue(name or settings.broker.media_queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None
         result = queue.declaration_result
@@ -38,7 +38,7 @@ async def consumers_at_least(settings: Settings, count: int) -> bool:
 
 async def drain(settings: Settings, name: str) -> list[AbstractIncomingMessage]:
     """Every message now on the queue, removed from it."""
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.get_queue(name)

@@ -39,11 +39,11 @@ def make_env(database_url: str, s3_endpoint: str, **overrides: str) -> dict[str,
 
 
 async def delete_queues(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel()
-        names = [settings.media_queue, dead_letter_queue_name(settings)]
-        names += [retry_queue_name(settings, delay) for delay in settings.retry_delays_ms]
+        names = [settings.broker.media_queue, dead_letter_queue_name(settings)]
+        names += [retry_queue_name(settings, delay) for delay in settings.retry.delays_ms]
         for name in names:
             await channel.queue_delete(name)
-        await channel.exchange_delete(settings.bucket_events_exchange)
+        await channel.exchange_delete(settings.broker.events_exchange)

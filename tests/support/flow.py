@@ -105,5 +105,5 @@ async def drain_jobs(settings: Settings) -> list[dict[str, Any]]:
     """Every message now on the media queue (removed from it)."""
     return [
         {**json.loads(message.body), "_delivery_mode": message.delivery_mode}
-        for message in await drain(settings, settings.media_queue)
+        for message in await drain(settings, settings.broker.media_queue)
     ]

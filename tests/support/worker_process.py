@@ -119,12 +119,12 @@ def minio_event(bucket: str, key: str, size: int, event: str = "s3:ObjectCreated
 
 async def publish_as_minio(settings: Settings, body: bytes) -> None:
     """Publish as MinIO does: re-declare the exchange (same flags), persistent JSON."""
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(
-            settings.bucket_events_exchange,
-            type=settings.bucket_events_exchange_type,
+            settings.broker.events_exchange,
+            type=settings.broker.events_exchange_type,
             durable=True,
             auto_delete=False,
             internal=False,
@@ -135,7 +135,7 @@ async def publish_as_minio(settings: Settings, body: bytes) -> None:
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
-            routing_key=settings.bucket_events_routing_key,
+            routing_key=settings.broker.events_routing_key,
         )
 
 

@@ -25,5 +25,5 @@ def pipeline(
     scratch_root: Path,
     decoders: DecoderPool,
 ) -> MediaPipeline:
-    scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
+    scanner = ClamdScanner(settings.scanner.host, settings.scanner.port, settings.scanner.timeout)
     return MediaPipeline(settings, store, scanner, decoders, scratch_root=scratch_root)

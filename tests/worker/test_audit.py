@@ -168,7 +168,7 @@ async def test_operators_read_the_trail_and_purge_it_past_retention(
     assert [json.loads(line)["action"] for line in lines] == ["url_issued"]
     assert json.loads(lines[0])["media_id"] == str(record.id)
 
-    connection = await asyncpg.connect(settings.database_url)
+    connection = await asyncpg.connect(settings.database.url)
     try:
         await connection.execute(
             "INSERT INTO audit_events (occurred_at, organization_id, session_id, media_id, "

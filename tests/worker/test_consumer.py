@@ -25,7 +25,7 @@ async def test_records_passed_over_cost_one_log_line_per_message(
         }
         for i in range(10_000)
     ]
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         queue = await channel.declare_queue(f"test.consumer.{uuid.uuid4().hex}", exclusive=True)

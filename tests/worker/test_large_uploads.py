@@ -150,9 +150,11 @@ async def test_a_short_scratch_disk_is_retried_until_fixed_never_rejected(
 ) -> None:
     key = await stage(api, tenant, media.fixture("HMD_Nokia_8.3_5G.jpg"), "a.jpg", "image/jpeg")
     await drain_jobs(settings)
-    scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
-    last_attempt = len(settings.retry_delays_ms)
-    no_room = dataclasses.replace(settings, scratch_reserve_bytes=2**62)
+    scanner = ClamdScanner(settings.scanner.host, settings.scanner.port, settings.scanner.timeout)
+    last_attempt = len(settings.retry.delays_ms)
+    no_room = dataclasses.replace(
+        settings, worker=dataclasses.replace(settings.worker, scratch_reserve_bytes=2**62)
+    )
     decoder_fills_disk = short_at == "the processed copy"
     full_disk = DecoderPool(1, initializer=_decoder_on_a_full_disk if decoder_fills_disk else None)
     try:
@@ -223,7 +225,7 @@ async def _process_with_worker(
         stage="inspection",
         uploaded_by=tenant.principal.user_id,
         upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-        max_items=settings.max_session_items,
+        max_items=settings.uploads.max_session_items,
     )
     assert record_id is not None
     with source.open("rb") as stream:

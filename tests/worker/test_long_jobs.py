@@ -88,7 +88,7 @@ def _unacked(node: RabbitNode, queue: str) -> int:
 
 @pytest.fixture
 async def row_lock(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(settings.database_url)
+    connection = await asyncpg.connect(settings.database.url)
     yield connection
     await connection.close()
 
@@ -163,17 +163,17 @@ async def test_a_job_longer_than_the_consumer_timeout_is_not_redelivered(
     worker = WorkerProcess(worker_env)
     try:
         await _start_held_job(worker, worker_settings, record, row_lock)
-        channel = _consumer_channel(node, worker_settings.media_queue)
+        channel = _consumer_channel(node, worker_settings.broker.media_queue)
 
         await _broker_takes_back_an_unacked_delivery(node)
 
         if ack_after == "0.5":
-            assert _unacked(node, worker_settings.media_queue) == 0
-            assert _consumer_channel(node, worker_settings.media_queue) == channel
+            assert _unacked(node, worker_settings.broker.media_queue) == 0
+            assert _consumer_channel(node, worker_settings.broker.media_queue) == channel
         else:  # the broker's rule, which the early ack avoids: the channel is closed
 
             async def reopened() -> bool:
-                found = _consumer_channel(node, worker_settings.media_queue)
+                found = _consumer_channel(node, worker_settings.broker.media_queue)
                 return found is not None and found != channel
 
             await wait_until(reopened, "the broker never took the delivery back")
@@ -205,13 +205,13 @@ async def test_a_leased_job_stopped_with_its_worker_is_queued_again_at_once(
     try:
         await _start_held_job(worker, worker_settings, record, row_lock)
         await wait_until(
-            lambda: _no_unacked(short_timeout_broker, worker_settings.media_queue),
+            lambda: _no_unacked(short_timeout_broker, worker_settings.broker.media_queue),
             "the job's message was never acked",
         )
         assert worker.terminate() == 0
     finally:
         worker.stop()
         await transaction.rollback()
-    (job,) = await drain(worker_settings, worker_settings.media_queue)
+    (job,) = await drain(worker_settings, worker_settings.broker.media_queue)
     assert json.loads(job.body)["fileKey"] == key
     assert (job.headers or {})[REASON_HEADER] == STOPPED

@@ -285,7 +285,7 @@ async def test_scanner_down_fails_closed_then_recovers(
         first = await pipeline.handle(key, 0)
         assert isinstance(first, Retry) and "clamd" in first.reason
         assert (await row(key)).status is MediaStatus.SCANNING
-        last = await pipeline.handle(key, len(settings.retry_delays_ms))
+        last = await pipeline.handle(key, len(settings.retry.delays_ms))
         assert isinstance(last, Done)
     finally:
         clamd.start()
@@ -389,7 +389,7 @@ async def test_operator_requeues_scan_failed_uploads(
     await drain_jobs(settings)
     scanner_down = ClamdScanner("127.0.0.1", daemons.free_port(), 1)
     outage = MediaPipeline(settings, store, scanner_down, decoders, scratch_root=scratch_root)
-    await outage.handle(key, len(settings.retry_delays_ms))
+    await outage.handle(key, len(settings.retry.delays_ms))
     assert (await row(key)).status is MediaStatus.SCAN_FAILED
 
     result = subprocess.run(
@@ -486,9 +486,9 @@ async def test_an_image_that_decodes_too_long_is_rejected_and_the_worker_goes_on
     slow = await stage(api, tenant, media.progressive_jpeg((7000, 7000)), "a.jpg", "image/jpeg")
     fine = await stage(api, tenant, media.fixture("landscape_3.jpg"), "b.jpg", "image/jpeg")
     hurried = MediaPipeline(
-        replace(settings, image_time_limit=0.2),
+        replace(settings, image=replace(settings.image, time_limit=0.2)),
         store,
-        ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout),
+        ClamdScanner(settings.scanner.host, settings.scanner.port, settings.scanner.timeout),
         decoders,
         scratch_root=scratch_root,
     )
@@ -515,7 +515,7 @@ async def test_an_infected_verdict_kills_the_decoder_working_on_the_file(
     limits = Limits(60, 60, 2 * 1024**3)
     try:
         decoder_before = await own.call(os.getpid, (), limits)
-        scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, 30)
+        scanner = ClamdScanner(settings.scanner.host, settings.scanner.port, 30)
         pipeline = MediaPipeline(settings, store, scanner, own, scratch_root=scratch_root)
         assert isinstance(await pipeline.handle(key, 0), Done)
         await _assert_rejected(store, key, "virus detected")

@@ -68,7 +68,7 @@ async def test_a_minio_bucket_event_triggers_processing(
     store: ObjectStore,
 ) -> None:
     key = await stage(api, tenant, PHOTO, "my photo.jpg", "image/jpeg", confirmed=False)
-    await publish_as_minio(settings, minio_event(settings.s3_bucket, key, len(PHOTO)))
+    await publish_as_minio(settings, minio_event(settings.s3.bucket, key, len(PHOTO)))
     record = await wait_for_status(key, MediaStatus.COMPLETED, MediaStatus.REJECTED)
     assert record.status is MediaStatus.COMPLETED, record.rejection_reason
     assert _processed_copies(store, key) == 1
@@ -82,7 +82,7 @@ async def test_event_twice_plus_confirm_end_in_one_result(
     store: ObjectStore,
 ) -> None:
     key = await stage(api, tenant, PHOTO, "a.jpg", "image/jpeg", confirmed=False)
-    event = minio_event(settings.s3_bucket, key, len(PHOTO))
+    event = minio_event(settings.s3.bucket, key, len(PHOTO))
     await publish_as_minio(settings, event)
     await publish_as_minio(settings, event)
     body = await confirm(api, tenant, key, alt="twice")
@@ -225,7 +225,7 @@ async def test_retries_go_through_the_delay_queues_then_an_orphan_is_deleted(
     source = tmp_path / "orphan.jpg"
     source.write_bytes(PHOTO)
     await store.upload(key, source, "image/jpeg", {})
-    await publish_as_minio(settings, minio_event(settings.s3_bucket, key, len(PHOTO)))
+    await publish_as_minio(settings, minio_event(settings.s3.bucket, key, len(PHOTO)))
 
     async def deleted() -> bool:
         return await store.head(key) is None
@@ -294,7 +294,7 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
         await wait_for_status(photo["fileKey"], MediaStatus.COMPLETED)
         await wait_for_status(virus["fileKey"], MediaStatus.REJECTED)
         orphan = f"sessions/{uuid.uuid4()}/general/{uuid.uuid4()}.jpg"
-        await publish_as_minio(settings, minio_event(settings.s3_bucket, orphan, 10))
+        await publish_as_minio(settings, minio_event(settings.s3.bucket, orphan, 10))
         await publish_as_minio(settings, b"{not json")
 
         async def counted() -> bool:

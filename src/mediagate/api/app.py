@@ -45,8 +45,7 @@ from mediagate.api.graphql.executor import (
     client_error,
     load_schema,
 )
-from mediagate.api.graphql.limits import DocumentLimits
-from mediagate.api.graphql_ws import GraphQLWebSocket, SocketLimits, SocketServices
+from mediagate.api.graphql_ws import GraphQLWebSocket, SocketServices
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
@@ -55,7 +54,7 @@ from mediagate.db.media_changes import MediaChangeListener
 from mediagate.events.publisher import JobPublisher
 from mediagate.observability import metrics
 from mediagate.services import monitoring
-from mediagate.services.live_updates import FollowLimits, MediaFeed
+from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
 
@@ -204,7 +203,7 @@ def demo_handlers(settings: Settings) -> list[HTTPRouteHandler]:
 def demo_policy(settings: Settings) -> str:
     """Scripts and styles from this origin only; requests to it and to the store (the
     PUTs, the processed images); nothing else, and no framing."""
-    parts = urlsplit(settings.s3_public_endpoint)
+    parts = urlsplit(settings.s3.public_endpoint)
     store = f"{parts.scheme}://{parts.netloc}"
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -254,23 +253,14 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = db_engine.bind_engine(settings)
-        await db_engine.start_pool(engine, settings.db_pool_size)
+        await db_engine.start_pool(engine, settings.database.pool_size)
         publisher = await JobPublisher.connect(settings)
         verifier = TokenVerifier(settings)
         uploads = UploadService(settings, ObjectStore(settings), publisher)
         schema = load_schema(RESOLVERS, authenticate, SUBSCRIPTIONS)
-        executor = GraphQLExecutor(
-            schema,
-            introspection=settings.graphql_introspection,
-            limits=DocumentLimits(
-                max_depth=settings.graphql_max_depth,
-                max_aliases=settings.graphql_max_aliases,
-                max_selections=settings.graphql_max_selections,
-                max_spreads=settings.graphql_max_fragment_spreads,
-            ),
-        )
-        feed = MediaFeed(uploads, FollowLimits(settings.ws_queue_limit, settings.ws_stall_timeout))
-        listener = MediaChangeListener(settings.database_url, feed.deliver, feed.resync)
+        executor = GraphQLExecutor(schema, settings.graphql)
+        feed = MediaFeed(uploads, settings.websocket)
+        listener = MediaChangeListener(settings.database.url, feed.deliver, feed.resync)
         await listener.start()
         stall_watch = asyncio.create_task(feed.watch_stalls(), name="subscriber-stall-watch")
         sockets = SocketServices(
@@ -278,22 +268,24 @@ def create_app(settings: Settings) -> Litestar:
             uploads,
             verifier,
             feed,
-            SocketLimits(settings.ws_init_timeout, settings.ws_max_operations),
+            settings.websocket,
         )
-        stuck_after = timedelta(seconds=settings.upload_url_ttl + settings.reconcile_stuck_after)
+        stuck_after = timedelta(
+            seconds=settings.uploads.upload_url_ttl + settings.reconciler.stuck_after
+        )
         app.state.services = Services(
             executor,
             uploads,
             verifier,
             publisher,
             sockets,
-            settings.http_body_timeout,
+            settings.http.body_timeout,
             monitoring.CachedSnapshots(
                 lambda: monitoring.snapshot(publisher, feed, stuck_after),
                 feed,
-                settings.metrics_cache_seconds,
+                settings.api.metrics_cache_seconds,
             ),
-            settings.metrics_token,
+            settings.api.metrics_token,
         )
         # Long-lived start-up objects leave the collector's view, and young garbage is
         # collected less often: fewer, shorter pauses under load (tail latency).
@@ -311,19 +303,19 @@ def create_app(settings: Settings) -> Litestar:
 
     cors = (
         CORSConfig(
-            allow_origins=list(settings.cors_allowed_origins),
+            allow_origins=list(settings.http.cors_allowed_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Request-Id"],
         )
-        if settings.cors_allowed_origins
+        if settings.http.cors_allowed_origins
         else None
     )
     return Litestar(
         route_handlers=[
             graphql_endpoint,
             browser_client,
-            *(demo_handlers(settings) if settings.demo_page else []),
+            *(demo_handlers(settings) if settings.api.demo_page else []),
             healthz,
             readyz,
             metrics_endpoint,

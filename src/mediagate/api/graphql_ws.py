@@ -34,6 +34,7 @@ from mediagate.api.graphql.executor import (
     client_error,
 )
 from mediagate.auth.tokens import TokenVerifier
+from mediagate.config import WebSocketSettings
 from mediagate.errors import ClientError
 from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
@@ -58,18 +59,12 @@ class CloseCode(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class SocketLimits:
-    init_timeout: float
-    max_operations: int
-
-
-@dataclass(frozen=True, slots=True)
 class SocketServices:
     executor: GraphQLExecutor
     uploads: UploadService
     verifier: TokenVerifier
     feed: MediaFeed
-    limits: SocketLimits
+    limits: WebSocketSettings
 
 
 class _Close(Exception):

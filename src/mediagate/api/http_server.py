@@ -171,11 +171,11 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         ws_max_size=MAX_WEBSOCKET_MESSAGE_BYTES,
         ws_per_message_deflate=False,
         access_log=False,
-        timeout_keep_alive=int(settings.http_keepalive_timeout),
-        header_timeout=settings.http_header_timeout,
-        max_header_bytes=settings.http_max_header_bytes,
-        max_connections=settings.http_max_connections,
-        max_websockets=settings.ws_max_connections,
+        timeout_keep_alive=int(settings.http.keepalive_timeout),
+        header_timeout=settings.http.header_timeout,
+        max_header_bytes=settings.http.max_header_bytes,
+        max_connections=settings.http.max_connections,
+        max_websockets=settings.websocket.max_connections,
     )
     if workers > 1:
         # A port in use stops the command at once, rather than each process in turn,

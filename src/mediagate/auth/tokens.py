@@ -26,16 +26,16 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         # A prepared key: PyJWT otherwise re-checks a raw secret's format on every call.
         self._secret = (
-            jwt.PyJWK({"kty": "oct", "k": _b64url(settings.jwt_secret)}, algorithm=HS256)
-            if settings.jwt_secret
+            jwt.PyJWK({"kty": "oct", "k": _b64url(settings.auth.jwt_secret)}, algorithm=HS256)
+            if settings.auth.jwt_secret
             else None
         )
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-        self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
-        self._audience = settings.jwt_audience
-        self._issuer = settings.jwt_issuer
-        self._user_claim = settings.jwt_user_claim
-        self._org_claim = settings.jwt_org_claim
+        self._jwks = jwt.PyJWKClient(settings.auth.jwks_url) if settings.auth.jwks_url else None
+        self._audience = settings.auth.audience
+        self._issuer = settings.auth.issuer
+        self._user_claim = settings.auth.user_claim
+        self._org_claim = settings.auth.org_claim
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; a token seen before is not decoded again until it expires."""
@@ -99,17 +99,17 @@ def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID:
 
 def issue_token(settings: Settings, principal: Principal, ttl_seconds: int) -> str:
     """An HS256 token for local use (CLI, development, tests)."""
-    if settings.jwt_secret is None:
+    if settings.auth.jwt_secret is None:
         raise ValueError("JWT_SECRET is needed to issue tokens")
     now = int(time.time())
     claims = {
-        settings.jwt_user_claim: str(principal.user_id),
-        settings.jwt_org_claim: str(principal.organization_id),
+        settings.auth.user_claim: str(principal.user_id),
+        settings.auth.org_claim: str(principal.organization_id),
         "iat": now,
         "exp": now + ttl_seconds,
     }
-    if settings.jwt_audience:
-        claims["aud"] = settings.jwt_audience
-    if settings.jwt_issuer:
-        claims["iss"] = settings.jwt_issuer
-    return jwt.encode(claims, settings.jwt_secret, algorithm=HS256)
+    if settings.auth.audience:
+        claims["aud"] = settings.auth.audience
+    if settings.auth.issuer:
+        claims["iss"] = settings.auth.issuer
+    return jwt.encode(claims, settings.auth.jwt_secret, algorithm=HS256)

@@ -21,7 +21,7 @@ def bind_engine(settings: Settings) -> PostgresEngine:
     Every commit is durable (synchronous_commit as the server sets it): a URL handed to
     a client or an alt text confirmed must survive a database crash.
     """
-    engine = PostgresEngine(config={"dsn": settings.database_url}, log_queries=False)
+    engine = PostgresEngine(config={"dsn": settings.database.url}, log_queries=False)
     for table in TABLES:
         table._meta.db = engine
     return engine

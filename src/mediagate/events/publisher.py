@@ -14,12 +14,12 @@ class JobPublisher:
     def __init__(self, connection: AbstractRobustConnection, settings: Settings) -> None:
         self._connection = connection
         self._settings = settings
-        self._queue = settings.media_queue
+        self._queue = settings.broker.media_queue
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
     @classmethod
     async def connect(cls, settings: Settings) -> JobPublisher:
-        connection = await aio_pika.connect_robust(settings.amqp_url)
+        connection = await aio_pika.connect_robust(settings.broker.url)
         publisher = cls(connection, settings)
         publisher._channel = await connection.channel(publisher_confirms=True)
         await topology.declare(publisher._channel, settings)

@@ -29,33 +29,33 @@ BUCKET_EVENTS_EXCHANGE_FLAGS = ExchangeFlags()
 
 
 def dead_letter_queue_name(settings: Settings) -> str:
-    return f"{settings.media_queue}.dead"
+    return f"{settings.broker.media_queue}.dead"
 
 
 def retry_queue_name(settings: Settings, delay_ms: int) -> str:
-    return f"{settings.media_queue}.retry.{delay_ms}ms"
+    return f"{settings.broker.media_queue}.retry.{delay_ms}ms"
 
 
 async def declare(channel: AbstractChannel, settings: Settings) -> AbstractQueue:
     """Declare everything; returns the media queue to consume from."""
     bucket_events = await channel.declare_exchange(
-        settings.bucket_events_exchange,
-        type=aio_pika.ExchangeType(settings.bucket_events_exchange_type),
+        settings.broker.events_exchange,
+        type=aio_pika.ExchangeType(settings.broker.events_exchange_type),
         durable=BUCKET_EVENTS_EXCHANGE_FLAGS.durable,
         auto_delete=BUCKET_EVENTS_EXCHANGE_FLAGS.auto_delete,
         internal=BUCKET_EVENTS_EXCHANGE_FLAGS.internal,
     )
     dead = await channel.declare_queue(dead_letter_queue_name(settings), durable=True)
     media = await channel.declare_queue(
-        settings.media_queue,
+        settings.broker.media_queue,
         durable=True,
         arguments={
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": dead.name,
         },
     )
-    await media.bind(bucket_events, routing_key=settings.bucket_events_routing_key)
-    for delay_ms in settings.retry_delays_ms:
+    await media.bind(bucket_events, routing_key=settings.broker.events_routing_key)
+    for delay_ms in settings.retry.delays_ms:
         await channel.declare_queue(
             retry_queue_name(settings, delay_ms),
             durable=True,

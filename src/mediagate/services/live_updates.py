@@ -7,7 +7,7 @@ them. What a subscriber has not taken yet, the first state included, is kept per
 item, newest state only: one that reads slowly skips intermediate states rather than
 queueing them. A subscriber that leaves items waiting longer than the stall timeout
 (whether or not anything changes meanwhile: a watchdog looks), or lets more than
-`max_pending` pile up, is dropped (its `on_overflow` runs): memory never grows with a
+`WS_QUEUE_LIMIT` pile up, is dropped (its `on_overflow` runs): memory never grows with a
 slow reader.
 """
 
@@ -20,6 +20,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mediagate.config import WebSocketSettings
 from mediagate.db.media_changes import MediaChange
 from mediagate.domain import validation
 from mediagate.domain.principal import Principal
@@ -27,20 +28,12 @@ from mediagate.services.media_view import MediaView
 from mediagate.services.uploads import UploadService
 
 
-@dataclass(frozen=True, slots=True)
-class FollowLimits:
-    # Items a subscriber may have waiting (each a reference to a shared view).
-    max_pending: int
-    # Seconds a subscriber may leave waiting items untaken.
-    stall_timeout: float
-
-
 @dataclass(eq=False, slots=True)
 class _Follower:
     session_id: uuid.UUID
     stage: str | None
     on_overflow: Callable[[], None]
-    limits: FollowLimits
+    limits: WebSocketSettings
     pending: OrderedDict[uuid.UUID, MediaView] = field(default_factory=OrderedDict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     # When the reader last made progress, while something is waiting.
@@ -73,7 +66,7 @@ class _Follower:
         if self.waiting_since is None:
             self.waiting_since = now
         stalled = now - self.waiting_since > self.limits.stall_timeout
-        if stalled or len(self.pending) > self.limits.max_pending:
+        if stalled or len(self.pending) > self.limits.queue_limit:
             self.dropped = True
             self.pending.clear()
             self.on_overflow()
@@ -90,7 +83,7 @@ class _Follower:
 
 
 class MediaFeed:
-    def __init__(self, uploads: UploadService, limits: FollowLimits) -> None:
+    def __init__(self, uploads: UploadService, limits: WebSocketSettings) -> None:
         self._uploads = uploads
         self._limits = limits
         self._followers: defaultdict[uuid.UUID, set[_Follower]] = defaultdict(set)

@@ -90,7 +90,9 @@ class MultipartService:
     ) -> MultipartTicket:
         request = validation.check_upload_request(filename, content_type, stage)
         kind = request.media_type.kind
-        validation.check_declared_size(size, request.media_type, self._settings.max_bytes(kind))
+        validation.check_declared_size(
+            size, request.media_type, self._settings.uploads.max_bytes(kind)
+        )
         await authorize_session(principal, session_id)
         await self._ensure_user(principal)
 
@@ -100,7 +102,7 @@ class MultipartService:
         except S3Error as error:
             log.warning("the store did not start a multipart upload: %r", error)
             raise ServiceUnavailable("the store could not start the upload; try again") from None
-        part_size = part_size_for(size, self._settings.multipart_part_size)
+        part_size = part_size_for(size, self._settings.uploads.multipart_part_size)
         now = self._clock()
         columns = MultipartColumns(upload_id, size, part_size)
         try:
@@ -111,7 +113,7 @@ class MultipartService:
                 file_key,
                 now + self._ttl,
                 request_id,
-                self._settings.max_session_items,
+                self._settings.uploads.max_session_items,
                 columns,
             )
         except ClientError:  # full, or the session went away meanwhile
@@ -124,7 +126,7 @@ class MultipartService:
             upload_id=upload_id,
             part_size=part_size,
             part_count=count,
-            expires_in=self._settings.upload_url_ttl,
+            expires_in=self._settings.uploads.upload_url_ttl,
             parts=self._sign(file_key, upload_id, first, now),
         )
 
@@ -257,7 +259,7 @@ class MultipartService:
 
     @property
     def _ttl(self) -> timedelta:
-        return timedelta(seconds=self._settings.upload_url_ttl)
+        return timedelta(seconds=self._settings.uploads.upload_url_ttl)
 
     def _sign(
         self, file_key: str, upload_id: str, numbers: Iterable[int], now: datetime

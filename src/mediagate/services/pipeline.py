@@ -125,24 +125,24 @@ class MediaPipeline:
         self._scanner = scanner
         self._decoders = decoders
         self._image_limits = Limits(
-            settings.image_time_limit,
-            settings.image_time_limit,
-            settings.image_memory_limit,
+            settings.image.time_limit,
+            settings.image.time_limit,
+            settings.image.memory_limit,
             "the image",
         )
         # ffmpeg stops at the limit its video's duration earns (VideoBudget); this is
         # the backstop. Its threads share one CPU budget: every core for the whole time.
         self._video_limits = Limits(
-            settings.video_time_limit_max,
-            settings.video_time_limit_max * (os.cpu_count() or 1),
-            settings.video_memory_limit,
+            settings.video.time_limit_max,
+            settings.video.time_limit_max * (os.cpu_count() or 1),
+            settings.video.memory_limit,
             "the video",
         )
         self._video_budget = VideoBudget(
-            settings.video_time_limit,
-            settings.video_time_per_second,
-            settings.video_time_limit_max,
-            settings.video_max_height,
+            settings.video.time_limit,
+            settings.video.time_per_second,
+            settings.video.time_limit_max,
+            settings.video.max_height,
         )
         self._clock = clock
         self._scratch_root = scratch_root  # None: the system's temp directory
@@ -150,7 +150,7 @@ class MediaPipeline:
     async def handle(self, file_key: str, attempt: int, redelivered: bool = False) -> Outcome:
         """Process one upload; `attempt` counts earlier tries of the same message, and
         `redelivered` says the broker gave it back after a worker died holding it."""
-        last_attempt = attempt >= len(self._settings.retry_delays_ms)
+        last_attempt = attempt >= len(self._settings.retry.delays_ms)
         actor = Actor.worker(job_id=uuid.uuid4().hex)
         try:
             async with repo.advisory_lock(file_key) as locked:
@@ -303,12 +303,12 @@ class MediaPipeline:
         the reserve left free; the size is the store's, or the limit if unknown."""
         size = record.file_size or self._max_bytes(record)
         free = shutil.disk_usage(self._scratch_root or tempfile.gettempdir()).free
-        needed = 2 * size + self._settings.scratch_reserve_bytes
+        needed = 2 * size + self._settings.worker.scratch_reserve_bytes
         if free < needed:
             raise ScratchUnavailable(f"{free} bytes free for scratch, {needed} needed")
 
     def _max_bytes(self, record: MediaRecord) -> int:
-        return self._settings.max_bytes(MEDIA_TYPES[record.content_type].kind)
+        return self._settings.uploads.max_bytes(MEDIA_TYPES[record.content_type].kind)
 
     async def _move(self, record: MediaRecord, target: MediaStatus, actor: Actor) -> MediaRecord:
         moved = await repo.transition(record.id, target, actor=actor)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from mediagate.config import ReconcilerSettings
 from mediagate.db import media_repository as repo
 from mediagate.db.media_repository import MediaRecord
 from mediagate.domain import keys
@@ -79,6 +80,10 @@ class Findings:
 class Bounds:
     stuck_after: timedelta
     grace: timedelta
+
+    @classmethod
+    def of(cls, settings: ReconcilerSettings) -> Bounds:
+        return cls(timedelta(seconds=settings.stuck_after), timedelta(seconds=settings.grace))
 
 
 class Reconciler:

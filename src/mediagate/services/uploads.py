@@ -92,7 +92,7 @@ def upload_policy(settings: Settings) -> UploadPolicy:
                 media.content_type,
                 media.kind.name,
                 media.extensions,
-                settings.max_bytes(media.kind),
+                settings.uploads.max_bytes(media.kind),
             )
             for media in MEDIA_TYPES.values()
         ),
@@ -100,9 +100,9 @@ def upload_policy(settings: Settings) -> UploadPolicy:
         default_stage=DEFAULT_STAGE,
         max_filename_bytes=validation.MAX_FILENAME_BYTES,
         max_alt_chars=validation.MAX_ALT_CHARS,
-        upload_url_expires_in=settings.upload_url_ttl,
-        download_url_expires_in=settings.download_url_ttl,
-        multipart_part_size=settings.multipart_part_size,
+        upload_url_expires_in=settings.uploads.upload_url_ttl,
+        download_url_expires_in=settings.uploads.download_url_ttl,
+        multipart_part_size=settings.uploads.multipart_part_size,
     )
 
 
@@ -111,7 +111,7 @@ def upload_problem(settings: Settings, record: MediaRecord, stored: StoredObject
     return validation.rejection_reason(
         stored,
         record.content_type,
-        settings.max_bytes(MEDIA_TYPES[record.content_type].kind),
+        settings.uploads.max_bytes(MEDIA_TYPES[record.content_type].kind),
         None if record.multipart else record.upload_expires_at,
     )
 
@@ -153,7 +153,7 @@ class UploadService:
         request = validation.check_upload_request(filename, content_type, stage)
         await self.ensure_user(principal)
 
-        ttl = self._settings.upload_url_ttl
+        ttl = self._settings.uploads.upload_url_ttl
         now = self._clock()
         file_key = keys.upload_key(session_id, request.stage, request.extension)
         expires_at = now + timedelta(seconds=ttl)
@@ -164,7 +164,7 @@ class UploadService:
             file_key,
             expires_at,
             request_id,
-            self._settings.max_session_items,
+            self._settings.uploads.max_session_items,
         )
         upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
         return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
@@ -257,7 +257,7 @@ class UploadService:
         # so no unscanned byte is ever served through a URL we issued.
         final_key = keys.processed_key(record.file_key, keys.output_extension(record.content_type))
         url = self._store.presign_get(
-            final_key, timedelta(seconds=self._settings.download_url_ttl), self._clock()
+            final_key, timedelta(seconds=self._settings.uploads.download_url_ttl), self._clock()
         )
         return to_view(record, url=url, poster_url=None)
 
@@ -316,7 +316,7 @@ class UploadService:
         """Download URLs only for media that passed the scan and was sanitized."""
         if record.status is not MediaStatus.COMPLETED or record.processed_key is None:
             return to_view(record, url=None, poster_url=None)
-        ttl = timedelta(seconds=self._settings.download_url_ttl)
+        ttl = timedelta(seconds=self._settings.uploads.download_url_ttl)
         now = self._clock()
         poster = record.poster_key and self._store.presign_get(record.poster_key, ttl, now)
         return to_view(

@@ -40,7 +40,7 @@ def _client(
     endpoint: str, settings: Settings, pool_size: int, credential: tuple[str, str] | None = None
 ) -> Minio:
     parts = urlsplit(endpoint)
-    access_key, secret_key = credential or (settings.s3_access_key, settings.s3_secret_key)
+    access_key, secret_key = credential or (settings.s3.access_key, settings.s3.secret_key)
     http = urllib3.PoolManager(
         maxsize=pool_size,
         timeout=urllib3.Timeout(connect=5.0, read=60.0),
@@ -51,7 +51,7 @@ def _client(
         access_key=access_key,
         secret_key=secret_key,
         secure=parts.scheme == "https",
-        region=settings.s3_region,
+        region=settings.s3.region,
         http_client=http,
     )
 
@@ -60,20 +60,20 @@ class ObjectStore:
     """One bucket: uploads land under sessions/, processed copies under processed/."""
 
     def __init__(self, settings: Settings, pool_size: int = 32) -> None:
-        self.bucket = settings.s3_bucket
-        self.client = _client(settings.s3_endpoint, settings, pool_size)
+        self.bucket = settings.s3.bucket
+        self.client = _client(settings.s3.endpoint, settings, pool_size)
         # Browsers must reach the host in a presigned URL, and the host is signed,
         # so URLs are signed for the public endpoint by a client that never connects.
-        self._signer = _client(settings.s3_public_endpoint, settings, 1)
+        self._signer = _client(settings.s3.public_endpoint, settings, 1)
         # Upload URLs carry the upload credential, which may only put objects under
         # sessions/: a URL cannot be turned into a read or a copy of anything else.
         self._upload_signer = _client(
-            settings.s3_public_endpoint,
+            settings.s3.public_endpoint,
             settings,
             1,
-            (settings.s3_upload_access_key, settings.s3_upload_secret_key),
+            (settings.s3.upload_access_key, settings.s3.upload_secret_key),
         )
-        self._encrypt = settings.s3_sse
+        self._encrypt = settings.s3.sse
 
     def presign_put(self, key: str, ttl: timedelta, now: datetime) -> str:
         """A PUT URL valid for `ttl` from `now`.

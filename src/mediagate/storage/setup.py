@@ -213,15 +213,15 @@ def desired_upload_policy(bucket: str) -> dict[str, object]:
 
 def _upload_credential(settings: Settings) -> Step:
     def step(_client: Minio, bucket: str) -> str:
-        if settings.s3_upload_access_key == settings.s3_access_key:
+        if settings.s3.upload_access_key == settings.s3.access_key:
             return "shared with the service (S3_ALLOW_SHARED_UPLOAD_CREDENTIALS), not created"
-        if settings.s3_upload_principal is not None:
-            return f"{settings.s3_upload_principal}: granted by the bucket policy below"
-        parts = urlsplit(settings.s3_endpoint)
+        if settings.s3.upload_principal is not None:
+            return f"{settings.s3.upload_principal}: granted by the bucket policy below"
+        parts = urlsplit(settings.s3.endpoint)
         admin = MinioAdmin(
             endpoint=parts.netloc,
-            credentials=StaticProvider(settings.s3_access_key, settings.s3_secret_key),
-            region=settings.s3_region,
+            credentials=StaticProvider(settings.s3.access_key, settings.s3.secret_key),
+            region=settings.s3.region,
             secure=parts.scheme == "https",
         )
         try:
@@ -232,13 +232,13 @@ def _upload_credential(settings: Settings) -> Step:
                 raise
             return (
                 "skipped, the store has no MinIO admin API: give "
-                f"{settings.s3_upload_access_key} only s3:PutObject on "
+                f"{settings.s3.upload_access_key} only s3:PutObject on "
                 f"{bucket}/{UPLOADS_PREFIX}* with the store's own tools"
             )
         # Each call sets the same state again: running setup twice changes nothing.
-        admin.user_add(settings.s3_upload_access_key, settings.s3_upload_secret_key)
-        admin.policy_set(UPLOAD_POLICY_NAME, user=settings.s3_upload_access_key)
-        return f"{settings.s3_upload_access_key} may only put objects under {UPLOADS_PREFIX}"
+        admin.user_add(settings.s3.upload_access_key, settings.s3.upload_secret_key)
+        admin.policy_set(UPLOAD_POLICY_NAME, user=settings.s3.upload_access_key)
+        return f"{settings.s3.upload_access_key} may only put objects under {UPLOADS_PREFIX}"
 
     return step
 
@@ -303,7 +303,7 @@ def _notification(client: Minio, bucket: str) -> str:
 
 
 def _policy(settings: Settings, deny_insecure: bool) -> Step:
-    upload_principal = settings.s3_upload_principal
+    upload_principal = settings.s3.upload_principal
     parts = (["deny-insecure-transport"] if deny_insecure else []) + (
         [f"{upload_principal} may put under {UPLOADS_PREFIX}"] if upload_principal else []
     )
@@ -313,7 +313,7 @@ def _policy(settings: Settings, deny_insecure: bool) -> Step:
             bucket,
             deny_insecure=deny_insecure,
             upload_principal=upload_principal,
-            service_principal=settings.s3_service_principal,
+            service_principal=settings.s3.service_principal,
         )
         try:
             current = json.loads(client.get_bucket_policy(bucket))
@@ -344,16 +344,16 @@ def _rgw_notification(settings: Settings) -> Step:
 
         topics = boto3.client(
             "sns",
-            endpoint_url=settings.s3_endpoint,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key,
-            aws_secret_access_key=settings.s3_secret_key,
+            endpoint_url=settings.s3.endpoint,
+            region_name=settings.s3.region,
+            aws_access_key_id=settings.s3.access_key,
+            aws_secret_access_key=settings.s3.secret_key,
         )
         topic_arn: str = topics.create_topic(
-            Name=settings.bucket_events_routing_key,
+            Name=settings.broker.events_routing_key,
             Attributes={
-                "push-endpoint": settings.bucket_events_amqp_url,
-                "amqp-exchange": settings.bucket_events_exchange,
+                "push-endpoint": settings.broker.events_amqp_url,
+                "amqp-exchange": settings.broker.events_exchange,
                 "amqp-ack-level": "broker",
             },
         )["TopicArn"]
@@ -362,7 +362,7 @@ def _rgw_notification(settings: Settings) -> Step:
             client.get_bucket_notification(bucket),
             desired,
             lambda: client.set_bucket_notification(bucket, desired),
-            f"{UPLOADS_PREFIX}* -> {topic_arn} -> exchange {settings.bucket_events_exchange}",
+            f"{UPLOADS_PREFIX}* -> {topic_arn} -> exchange {settings.broker.events_exchange}",
         )
 
     return step
@@ -407,22 +407,22 @@ def setup_storage(
 ) -> list[str]:
     """Apply each step; returns one report line per step."""
     client = ObjectStore(settings, pool_size=2).client
-    bucket = settings.s3_bucket
+    bucket = settings.s3.bucket
     if require_tls is None:
-        require_tls = urlsplit(settings.s3_endpoint).scheme == "https"
+        require_tls = urlsplit(settings.s3.endpoint).scheme == "https"
     steps: list[tuple[str, Step]] = [
         ("bucket", _bucket),
         ("lifecycle", _lifecycle),
-        ("cors", _cors(settings.cors_allowed_origins)),
+        ("cors", _cors(settings.http.cors_allowed_origins)),
     ]
-    if settings.s3_sse:
+    if settings.s3.sse:
         steps.append(("encryption", _encryption))
-    if bucket_events and settings.bucket_events_source == "minio":
+    if bucket_events and settings.broker.events_source == "minio":
         steps.append(("notification", _notification))
-    if bucket_events and settings.bucket_events_source == "rgw":
+    if bucket_events and settings.broker.events_source == "rgw":
         steps.append(("notification", _rgw_notification(settings)))
     steps.append(("upload credential", _upload_credential(settings)))
     # Last: once it denies plain HTTP, requests of ours over it are refused too.
-    if require_tls or settings.s3_upload_principal:
+    if require_tls or settings.s3.upload_principal:
         steps.append(("policy", _policy(settings, require_tls)))
     return [_run_step(label, step, client, bucket) for label, step in steps]

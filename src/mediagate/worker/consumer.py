@@ -102,7 +102,7 @@ class MediaConsumer:
     async def _settle(self, message: AbstractIncomingMessage) -> None:
         attempt = attempt_of(message)
         try:
-            parsed = parse_message(message.body, self._settings.s3_bucket)
+            parsed = parse_message(message.body, self._settings.s3.bucket)
         except MalformedMessage as error:
             await self._republish(
                 message, dead_letter_queue_name(self._settings), attempt, str(error)
@@ -114,7 +114,7 @@ class MediaConsumer:
         work = asyncio.ensure_future(
             self._outcomes([item.file_key for item in parsed.items], attempt, message)
         )
-        leased = not (await asyncio.wait({work}, timeout=self._settings.job_ack_after))[0]
+        leased = not (await asyncio.wait({work}, timeout=self._settings.worker.job_ack_after))[0]
         if leased:
             # RabbitMQ takes a delivery back from a consumer that holds it past its
             # consumer timeout (30 min by default) and hands it to another worker. A long
@@ -132,7 +132,9 @@ class MediaConsumer:
             # still runs.
             if leased:
                 with contextlib.suppress(Exception):
-                    await self._republish(message, self._settings.media_queue, attempt, STOPPED)
+                    await self._republish(
+                        message, self._settings.broker.media_queue, attempt, STOPPED
+                    )
             raise
         await self._follow_up(message, outcome, attempt)
         if not leased:
@@ -147,7 +149,7 @@ class MediaConsumer:
         """A retry goes to the delay queue its attempt earns, a dead letter to the dead
         queue; a finished job is counted."""
         if isinstance(outcome, Retry):
-            delays = self._settings.retry_delays_ms
+            delays = self._settings.retry.delays_ms
             next_attempt = attempt + 1
             if outcome.until_fixed:
                 next_attempt = min(next_attempt, len(delays) - 1)

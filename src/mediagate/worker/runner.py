@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import aio_pika
@@ -67,7 +66,7 @@ async def _keep_house(settings: Settings) -> None:
     idempotent, and cheap on its index)."""
     while True:
         try:
-            if purged := await purge_expired(settings.audit_retention_days):
+            if purged := await purge_expired(settings.reconciler.audit_retention_days):
                 log.info("audit events past retention deleted", extra={"count": purged})
         except Exception:  # the next hour tries again; the worker's jobs go on
             log.exception("purging old audit events failed")
@@ -78,10 +77,7 @@ async def _reconcile_periodically(
     settings: Settings, store: ObjectStore, metrics: WorkerMetrics
 ) -> None:
     """Every RECONCILE_INTERVAL, in whichever worker takes the lock first (one at a time)."""
-    bounds = Bounds(
-        timedelta(seconds=settings.reconcile_stuck_after),
-        timedelta(seconds=settings.reconcile_grace),
-    )
+    bounds = Bounds.of(settings.reconciler)
     publisher = await JobPublisher.connect(settings)
     try:
         while True:
@@ -92,7 +88,7 @@ async def _reconcile_periodically(
                         metrics.reconciled(findings.counts())
             except Exception:  # the next run tries again; jobs go on meanwhile
                 log.exception("reconciling failed")
-            await asyncio.sleep(settings.reconcile_interval)
+            await asyncio.sleep(settings.reconciler.interval)
     finally:
         await publisher.close()
 
@@ -116,10 +112,10 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     keep_large_buffers_off_the_heap()
     engine = db_engine.bind_engine(settings)
     # One connection per job holds its advisory lock; the job's queries need others.
-    await db_engine.start_pool(engine, settings.worker_prefetch * 2 + 2)
-    decoders = DecoderPool(settings.worker_prefetch, initializer=reuse_image_memory)
+    await db_engine.start_pool(engine, settings.worker.prefetch * 2 + 2)
+    decoders = DecoderPool(settings.worker.prefetch, initializer=reuse_image_memory)
     connection = await aio_pika.connect_robust(
-        settings.amqp_url,
+        settings.broker.url,
         reconnect_interval=RECONNECT_SECONDS,
         client_properties={
             "connection_name": f"mediagate-worker {socket.gethostname()} {os.getpid()}"
@@ -127,21 +123,25 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     )
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=settings.worker_prefetch)
+        await channel.set_qos(prefetch_count=settings.worker.prefetch)
         media_queue = await topology.declare(channel, settings)
-        scanner = ClamdScanner(settings.clamav_host, settings.clamav_port, settings.clamav_timeout)
+        scanner = ClamdScanner(
+            settings.scanner.host, settings.scanner.port, settings.scanner.timeout
+        )
         if not await asyncio.to_thread(scanner.ping):
             log.warning("clamd does not answer; scans fail closed until it does")
         metrics = WorkerMetrics()
-        if settings.worker_metrics_port is not None:
-            metrics.serve(settings.worker_metrics_host, settings.worker_metrics_port)
+        if settings.worker.metrics_port is not None:
+            metrics.serve(settings.worker.metrics_host, settings.worker.metrics_port)
         pinging = asyncio.create_task(_watch_resources(scanner, metrics))
         housekeeping = asyncio.create_task(_keep_house(settings))
         await decoders.start()
         store = ObjectStore(settings)
         pipeline = MediaPipeline(settings, store, scanner, decoders)
         reconciling = asyncio.create_task(_reconcile_periodically(settings, store, metrics))
-        longest_job = settings.video_time_limit_max + settings.clamav_timeout + STALE_MARGIN_SECONDS
+        longest_job = (
+            settings.video.time_limit_max + settings.scanner.timeout + STALE_MARGIN_SECONDS
+        )
         if removed := remove_abandoned_scratch(None, longest_job):
             log.warning("removed scratch directories of killed jobs", extra={"count": removed})
         consumer = MediaConsumer(settings, pipeline, channel, metrics)
@@ -151,7 +151,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         consumer_tag = await media_queue.consume(consumer.on_message)
-        log.info("worker ready", extra={"queue": settings.media_queue})
+        log.info("worker ready", extra={"queue": settings.broker.media_queue})
         beating = asyncio.create_task(_beat(heartbeat, connection)) if heartbeat else None
         await stop.wait()
         log.info("worker stopping")
@@ -160,7 +160,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         for chore in (pinging, housekeeping, reconciling):
             chore.cancel()
         await asyncio.gather(pinging, housekeeping, reconciling, return_exceptions=True)
-        await consumer.shutdown(media_queue, consumer_tag, settings.shutdown_grace)
+        await consumer.shutdown(media_queue, consumer_tag, settings.worker.shutdown_grace)
     finally:
         await connection.close()
         decoders.close()

@@ -32,8 +32,9 @@ from graphql import (
 from graphql.execution import create_source_event_stream
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValuesOfCorrectTypeRule
 
-from mediagate.api.graphql.limits import DocumentLimits, DocumentMeter
+from mediagate.api.graphql.limits import DocumentMeter
 from mediagate.api.graphql.scalars import bind_scalars
+from mediagate.config import GraphQLSettings
 from mediagate.errors import ClientError
 
 log = logging.getLogger(__name__)
@@ -186,16 +187,14 @@ def _guarded(resolver: Resolver, authenticate: Callable[[Any], Awaitable[None]])
 
 
 class GraphQLExecutor:
-    def __init__(
-        self, schema: GraphQLSchema, *, introspection: bool, limits: DocumentLimits
-    ) -> None:
+    def __init__(self, schema: GraphQLSchema, limits: GraphQLSettings) -> None:
         self._schema = schema
         self._limits = limits
         self._rules = [
             _ArgumentValuesRule if rule is ValuesOfCorrectTypeRule else rule
             for rule in specified_rules
         ]
-        if not introspection:
+        if not limits.introspection:
             self._rules.append(NoSchemaIntrospectionCustomRule)
         self._documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
         self._event_responses: OrderedDict[

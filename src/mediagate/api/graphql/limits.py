@@ -21,15 +21,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class DocumentLimits:
-    max_depth: int
-    max_aliases: int
-    # Fields of an operation once every fragment spread is expanded.
-    max_selections: int
-    # Fragment spreads written in the whole document.
-    max_spreads: int
+from mediagate.config import GraphQLSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +48,7 @@ class OverBudget(Exception):
 class DocumentMeter:
     """Measures a document against the limits; `nodes_visited` counts its work."""
 
-    limits: DocumentLimits
+    limits: GraphQLSettings
     nodes_visited: int = 0
     _spread_count: int = 0
 
