@@ -23,9 +23,9 @@ from mediagate.db import engine as db_engine
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
-from mediagate.services.pipeline import Done, MediaPipeline
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker import runner  # the worker's own imports, for a fair RSS
+from mediagate.worker.pipeline import Done, MediaPipeline
 
 
 async def process(warm_up_key: str, key: str) -> dict[str, Any]:

@@ -239,8 +239,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
 def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
     from mediagate.events.publisher import JobPublisher
-    from mediagate.services.reconciler import Bounds, Reconciler
     from mediagate.storage.object_store import ObjectStore
+    from mediagate.worker.reconciler import Bounds, Reconciler
 
     bounds = Bounds.of(settings.reconciler)
 

@@ -33,6 +33,6 @@ def test_metrics_render_in_prometheus_text_format() -> None:
 
 def test_every_reconciler_finding_has_a_series_from_the_start() -> None:
     from mediagate.observability.worker_metrics import FINDINGS
-    from mediagate.services.reconciler import Findings
+    from mediagate.worker.reconciler import Findings
 
     assert set(FINDINGS) == set(Findings().counts())

@@ -7,8 +7,8 @@ import pytest
 from mediagate.config import Settings
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
-from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.pipeline import MediaPipeline
 from tests.support import daemons
 
 

@@ -18,7 +18,7 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
-from mediagate.services.pipeline import MediaPipeline
+from mediagate.worker.pipeline import MediaPipeline
 from tests.support import media
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, put_object

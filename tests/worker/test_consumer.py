@@ -11,8 +11,8 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.observability.worker_metrics import WorkerMetrics
-from mediagate.services.pipeline import MediaPipeline
 from mediagate.worker.consumer import LOGGED_REASONS, MediaConsumer
+from mediagate.worker.pipeline import MediaPipeline
 
 
 async def test_records_passed_over_cost_one_log_line_per_message(

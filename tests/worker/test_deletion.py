@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from mediagate.domain.status import MediaStatus
-from mediagate.services.pipeline import MediaPipeline
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.pipeline import MediaPipeline
 from tests.support import media
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import MEDIA, put_object, request_upload

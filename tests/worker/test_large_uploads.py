@@ -24,10 +24,10 @@ from mediagate.domain.status import MediaStatus
 from mediagate.events.publisher import JobPublisher
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
-from mediagate.services.pipeline import MediaPipeline, Retry
 from mediagate.services.uploads import queue_for_processing
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.pipeline import MediaPipeline, Retry
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.flow import drain_jobs

@@ -25,16 +25,16 @@ from mediagate.domain.audit import Actor
 from mediagate.domain.multipart import NEVER_COMPLETED
 from mediagate.domain.status import MediaStatus
 from mediagate.events.publisher import JobPublisher
-from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS, MediaPipeline
-from mediagate.services.reconciler import (
+from mediagate.storage.multipart import MultipartUploads, UploadGone
+from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.pipeline import MAX_CRASHED_ATTEMPTS, MediaPipeline
+from mediagate.worker.reconciler import (
     LOCK_NAME,
     NEVER_UPLOADED,
     Bounds,
     Findings,
     Reconciler,
 )
-from mediagate.storage.multipart import MultipartUploads, UploadGone
-from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant, graphql
 from tests.support.flow import drain_jobs, put_object, request_upload

@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from mediagate.services.scratch import OWNER_FILE, job_scratch, remove_abandoned_scratch
+from mediagate.worker.scratch import OWNER_FILE, job_scratch, remove_abandoned_scratch
 
 HOLD_A_SCRATCH_DIRECTORY = """
 import sys, time
 from pathlib import Path
-from mediagate.services.scratch import job_scratch
+from mediagate.worker.scratch import job_scratch
 with job_scratch(Path(sys.argv[1])) as scratch:
     (scratch / "original").write_bytes(b"unscanned")
     print(scratch, flush=True)

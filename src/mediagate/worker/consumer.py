@@ -23,7 +23,7 @@ from mediagate.config import Settings
 from mediagate.events.messages import MalformedMessage, ParsedMessage, parse_message
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
 from mediagate.observability.worker_metrics import WorkerMetrics
-from mediagate.services.pipeline import DeadLetter, Done, MediaPipeline, Outcome, Retry
+from mediagate.worker.pipeline import DeadLetter, Done, MediaPipeline, Outcome, Retry
 
 log = logging.getLogger(__name__)
 

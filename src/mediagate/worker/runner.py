@@ -25,13 +25,13 @@ from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
-from mediagate.services import reconciler
 from mediagate.services.audit import purge_expired
-from mediagate.services.pipeline import MediaPipeline
-from mediagate.services.reconciler import Bounds, Reconciler
-from mediagate.services.scratch import remove_abandoned_scratch
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker import reconciler
 from mediagate.worker.consumer import MediaConsumer
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.reconciler import Bounds, Reconciler
+from mediagate.worker.scratch import remove_abandoned_scratch
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.processing.sniff import check_file_magic
 from mediagate.processing.video import VideoBudget, sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
-from mediagate.services.scratch import job_scratch
 from mediagate.services.uploads import upload_problem
 from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
+from mediagate.worker.scratch import job_scratch
 
 log = logging.getLogger(__name__)
 

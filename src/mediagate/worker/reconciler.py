@@ -43,9 +43,9 @@ from mediagate.domain.clock import utcnow
 from mediagate.domain.multipart import NEVER_COMPLETED, completion_lock
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
-from mediagate.services.pipeline import MAX_CRASHED_ATTEMPTS
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.pipeline import MAX_CRASHED_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
