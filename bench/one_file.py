@@ -25,7 +25,8 @@ from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker import runner  # the worker's own imports, for a fair RSS
-from mediagate.worker.pipeline import Done, MediaPipeline
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.retries import Done
 
 
 async def process(warm_up_key: str, key: str) -> dict[str, Any]:

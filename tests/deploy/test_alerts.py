@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
 from mediagate.observability.metrics import Snapshot, render
-from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.storage.object_store import ObjectStore
+from mediagate.worker.metrics import WorkerMetrics
+from mediagate.worker.retries import JobResult
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.flow import upload
@@ -157,7 +158,7 @@ def _exported_names() -> set[str]:
     """Every series name the API and a worker export (and Prometheus's own `up`)."""
     api = render(Snapshot({"COMPLETED": 1}, 0, {0.5: 1.0}, {"q": 0}, 0, 0, 0)).decode()
     worker = WorkerMetrics()
-    worker.finished("completed", {"scan": 0.1})
+    worker.finished(JobResult.COMPLETED, {"scan": 0.1})
     worker.reconciled({"completed_missing_object": 1})
     text = api + generate_latest(worker.registry).decode()
     return {

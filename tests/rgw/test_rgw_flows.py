@@ -11,7 +11,8 @@ from mediagate.domain.status import MediaStatus
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker.pipeline import Done, MediaPipeline
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.retries import Done
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.flow import confirm, put_object, request_upload

@@ -11,7 +11,7 @@ from mediagate.events.messages import (
     parse_message,
 )
 from mediagate.worker.consumer import worst
-from mediagate.worker.pipeline import DeadLetter, Done, Retry
+from mediagate.worker.retries import DeadLetter, Done, Retry
 from tests.support.worker_process import minio_event
 
 KEY = f"sessions/{uuid.uuid4()}/testDrive/{uuid.uuid4()}.jpg"

@@ -31,8 +31,22 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     assert samples[("mediagate_slow_subscribers_dropped_total", ())] == 2
 
 
-def test_every_reconciler_finding_has_a_series_from_the_start() -> None:
-    from mediagate.observability.worker_metrics import FINDINGS
-    from mediagate.worker.reconciler import Findings
+def test_every_reconciler_finding_and_job_result_has_a_series_from_the_start() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
 
-    assert set(FINDINGS) == set(Findings().counts())
+    from mediagate.worker.metrics import WorkerMetrics
+    from mediagate.worker.reconciler import Findings
+    from mediagate.worker.retries import JobResult
+
+    text = generate_latest(WorkerMetrics().registry).decode()
+    labels = {
+        (sample.name, value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        for value in sample.labels.values()
+    }
+    findings = {v for name, v in labels if name == "mediagate_worker_reconciler_findings_total"}
+    results = {v for name, v in labels if name == "mediagate_worker_jobs_total"}
+    assert findings == set(Findings().counts())
+    assert results == {result.value for result in JobResult}

@@ -10,8 +10,8 @@ import aio_pika
 import pytest
 
 from mediagate.config import Settings
-from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.worker.consumer import LOGGED_REASONS, MediaConsumer
+from mediagate.worker.metrics import WorkerMetrics
 from mediagate.worker.pipeline import MediaPipeline
 
 

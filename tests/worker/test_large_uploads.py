@@ -27,7 +27,8 @@ from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.uploads import queue_for_processing
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker.pipeline import MediaPipeline, Retry
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.retries import Retry
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.flow import drain_jobs

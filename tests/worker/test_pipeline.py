@@ -21,7 +21,8 @@ from mediagate.processing.isolation import DecoderPool, Limits
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker.pipeline import Done, MediaPipeline, Retry
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.retries import Done, Retry
 from tests.support import daemons, media
 from tests.support.api import Tenant, graphql
 from tests.support.flow import MEDIA, confirm, drain_jobs, put_object
@@ -429,7 +430,7 @@ async def test_a_file_that_keeps_killing_workers_is_parked(
     api: httpx.AsyncClient, tenant: Tenant, store: ObjectStore, unscanned: MediaPipeline
 ) -> None:
     """Redelivered with the job half-done means the worker died; the third time, stop."""
-    from mediagate.worker.pipeline import MAX_CRASHED_ATTEMPTS, DeadLetter
+    from mediagate.worker.retries import MAX_CRASHED_ATTEMPTS, DeadLetter
 
     key = await stage(api, tenant, media.fixture("landscape_2.jpg"), "a.jpg", "image/jpeg")
     # A scanner that never answers leaves the job half-done (SCANNING), as a crash would.

@@ -27,7 +27,7 @@ from mediagate.domain.status import MediaStatus
 from mediagate.events.publisher import JobPublisher
 from mediagate.storage.multipart import MultipartUploads, UploadGone
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker.pipeline import MAX_CRASHED_ATTEMPTS, MediaPipeline
+from mediagate.worker.pipeline import MediaPipeline
 from mediagate.worker.reconciler import (
     LOCK_NAME,
     NEVER_UPLOADED,
@@ -35,6 +35,7 @@ from mediagate.worker.reconciler import (
     Findings,
     Reconciler,
 )
+from mediagate.worker.retries import MAX_CRASHED_ATTEMPTS
 from tests.support import daemons, media
 from tests.support.api import Tenant, graphql
 from tests.support.flow import drain_jobs, put_object, request_upload

@@ -22,8 +22,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from mediagate.config import Settings
 from mediagate.events.messages import MalformedMessage, ParsedMessage, parse_message
 from mediagate.events.topology import dead_letter_queue_name, retry_queue_name
-from mediagate.observability.worker_metrics import WorkerMetrics
-from mediagate.worker.pipeline import DeadLetter, Done, MediaPipeline, Outcome, Retry
+from mediagate.worker.metrics import WorkerMetrics
+from mediagate.worker.pipeline import MediaPipeline
+from mediagate.worker.retries import DeadLetter, Done, Outcome, Retry, next_try
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,9 @@ class MediaConsumer:
         """A retry goes to the delay queue its attempt earns, a dead letter to the dead
         queue; a finished job is counted."""
         if isinstance(outcome, Retry):
-            delays = self._settings.retry.delays_ms
-            next_attempt = attempt + 1
-            if outcome.until_fixed:
-                next_attempt = min(next_attempt, len(delays) - 1)
-            queue = retry_queue_name(self._settings, delays[min(attempt, len(delays) - 1)])
-            await self._republish(message, queue, next_attempt, outcome.reason)
+            then = next_try(outcome, attempt, self._settings.retry)
+            queue = retry_queue_name(self._settings, then.delay_ms)
+            await self._republish(message, queue, then.attempt, outcome.reason)
             self._metrics.retries.inc()
         elif isinstance(outcome, DeadLetter):
             await self._republish(

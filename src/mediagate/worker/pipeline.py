@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,46 +40,19 @@ from mediagate.processing.video import VideoBudget, sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
 from mediagate.services.uploads import upload_problem
 from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
+from mediagate.worker.retries import (
+    ORPHAN_RETRIES,
+    DeadLetter,
+    Done,
+    JobResult,
+    Outcome,
+    Retry,
+    is_last_attempt,
+    park_if_crashing,
+)
 from mediagate.worker.scratch import job_scratch
 
 log = logging.getLogger(__name__)
-
-# An event whose row is not visible yet is retried this many times before the
-# object counts as an orphan.
-ORPHAN_RETRIES = 2
-# A job found half-done on a redelivered message means its worker died. After this many,
-# the file is assumed to crash workers (a decoder bug it triggers) and is parked.
-MAX_CRASHED_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """Finished with this message: ack it."""
-
-    note: str
-    timings: dict[str, float] = field(default_factory=dict)
-    # completed, rejected, virus, scan_failed, or skipped (nothing for this job to do)
-    result: str = "skipped"
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """A transient failure: try again later."""
-
-    reason: str
-    # Not the file's fault and not worth giving up on (no scratch space): retried at the
-    # longest delay for as long as it lasts, never parked.
-    until_fixed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """Retries are exhausted or the failure is not understood: park it for an operator."""
-
-    reason: str
-
-
-Outcome = Done | Retry | DeadLetter
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +123,7 @@ class MediaPipeline:
     async def handle(self, file_key: str, attempt: int, redelivered: bool = False) -> Outcome:
         """Process one upload; `attempt` counts earlier tries of the same message, and
         `redelivered` says the broker gave it back after a worker died holding it."""
-        last_attempt = attempt >= len(self._settings.retry.delays_ms)
+        last_attempt = is_last_attempt(attempt, self._settings.retry)
         actor = Actor.worker(job_id=uuid.uuid4().hex)
         try:
             async with repo.advisory_lock(file_key) as locked:
@@ -166,7 +139,9 @@ class MediaPipeline:
             if not last_attempt:
                 return Retry(str(error))
             await self._give_up(file_key, f"virus scan unavailable: {error}", actor)
-            return Done("scan failed; the original is kept for a rescan", result="scan_failed")
+            return Done(
+                "scan failed; the original is kept for a rescan", result=JobResult.SCAN_FAILED
+            )
         except Exception as error:
             log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
             if not last_attempt:
@@ -211,7 +186,7 @@ class MediaPipeline:
             return await self._scan_and_sanitize(record, timings, actor)
         except _Rejected as rejection:
             await self._reject(record, str(rejection), actor)
-            result = "virus" if isinstance(rejection, _Infected) else "rejected"
+            result = JobResult.VIRUS if isinstance(rejection, _Infected) else JobResult.REJECTED
             return Done(f"rejected: {rejection}", dict(timings), result)
 
     async def _park_if_it_keeps_crashing(
@@ -220,14 +195,8 @@ class MediaPipeline:
         """A redelivered message whose job is half-done: its worker died mid-way."""
         if record.status not in (MediaStatus.SCANNING, MediaStatus.PROCESSING):
             return None
-        crashes = await repo.count_crash(record.id)
-        if crashes < MAX_CRASHED_ATTEMPTS:
-            return None
-        reason = f"processing stopped {crashes} times midway; the file is kept for review"
-        await repo.transition(
-            record.id, MediaStatus.SCAN_FAILED, actor=actor, rejection_reason=reason
-        )
-        return DeadLetter(reason)
+        reason = await park_if_crashing(record, actor)
+        return None if reason is None else DeadLetter(reason)
 
     async def _orphan(self, file_key: str, attempt: int) -> Outcome:
         if not keys.is_upload_key(file_key):
@@ -296,7 +265,7 @@ class MediaPipeline:
             "media processed",
             extra={"media_id": str(record.id), "key": record.file_key, "timings": dict(timings)},
         )
-        return Done("completed", dict(timings), "completed")
+        return Done("completed", dict(timings), JobResult.COMPLETED)
 
     def _check_scratch_space(self, record: MediaRecord) -> None:
         """Room for the original and its processed copy (at most about as large), with

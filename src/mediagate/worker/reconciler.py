@@ -45,7 +45,7 @@ from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
-from mediagate.worker.pipeline import MAX_CRASHED_ATTEMPTS
+from mediagate.worker.retries import MAX_CRASHED_ATTEMPTS, park_if_crashing
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +130,7 @@ class Reconciler:
     async def _park_if_crashing(self, record: MediaRecord) -> bool:
         if self._dry:
             return record.crashed_attempts + 1 >= MAX_CRASHED_ATTEMPTS
-        crashes = await repo.count_crash(record.id)
-        if crashes < MAX_CRASHED_ATTEMPTS:
-            return False
-        await repo.transition(
-            record.id,
-            MediaStatus.SCAN_FAILED,
-            actor=self._actor,
-            rejection_reason=f"processing stopped {crashes} times midway; kept for review",
-        )
-        return True
+        return await park_if_crashing(record, self._actor) is not None
 
     async def _settle_expired(self, now: datetime, findings: Findings) -> None:
         for record in await repo.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):

@@ -21,7 +21,6 @@ from mediagate.db import engine as db_engine
 from mediagate.db import media_repository as repo
 from mediagate.events import topology
 from mediagate.events.publisher import JobPublisher
-from mediagate.observability.worker_metrics import WorkerMetrics
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
@@ -29,6 +28,7 @@ from mediagate.services.audit import purge_expired
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker import reconciler
 from mediagate.worker.consumer import MediaConsumer
+from mediagate.worker.metrics import WorkerMetrics
 from mediagate.worker.pipeline import MediaPipeline
 from mediagate.worker.reconciler import Bounds, Reconciler
 from mediagate.worker.scratch import remove_abandoned_scratch

@@ -7,22 +7,15 @@ over them, summed across workers, are the fleet's figures.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from mediagate.worker.reconciler import Findings
+from mediagate.worker.retries import JobResult
 
 # From a small photo's database write to a long video's transcode.
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-# What a finished job came to (the pipeline's Done.result).
-RESULTS = ("completed", "rejected", "virus", "scan_failed", "skipped")
-# What the reconciler reports (its Findings' fields).
-FINDINGS = (
-    "requeued_stuck",
-    "expired_processed",
-    "expired_closed",
-    "crashed_parked",
-    "multipart_aborted",
-    "orphans_deleted",
-    "completed_missing_object",
-)
 
 
 class WorkerMetrics:
@@ -69,13 +62,13 @@ class WorkerMetrics:
             ["finding"],
             registry=self.registry,
         )
-        for result in RESULTS:  # every series exists from the start, at 0
-            self.jobs.labels(result)
-        for finding in FINDINGS:
-            self.reconciler_findings.labels(finding)
+        for result in JobResult:  # every series exists from the start, at 0
+            self.jobs.labels(result.value)
+        for finding in fields(Findings):
+            self.reconciler_findings.labels(finding.name)
 
-    def finished(self, result: str, timings: dict[str, float]) -> None:
-        self.jobs.labels(result).inc()
+    def finished(self, result: JobResult, timings: dict[str, float]) -> None:
+        self.jobs.labels(result.value).inc()
         for stage, seconds in timings.items():
             self.stage_seconds.labels(stage).observe(seconds)
 
