@@ -45,7 +45,7 @@ from mediagate.api.graphql.executor import (
     client_error,
     load_schema,
 )
-from mediagate.api.graphql_ws import GraphQLWebSocket, SocketServices
+from mediagate.api.graphql.ws import GraphQLWebSocket, SocketServices
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
