@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from mediagate.config import Settings
 from mediagate.db import media_repository as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
+from tests.support import daemons
 from tests.support.daemons import ServedApi, serve_api
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, drain_jobs
 
@@ -308,3 +310,37 @@ async def test_cors_preflight_allows_only_configured_origins(env: dict[str, str]
         )
     assert allowed.headers.get("access-control-allow-origin") == "https://app.example"
     assert denied.headers.get("access-control-allow-origin") != "https://evil.example"
+
+
+_FAILED_START = """
+import asyncio, json, sys
+from mediagate.api.app import create_app
+from mediagate.config import load_settings
+from mediagate.db.tables import SessionMedia
+
+async def main():
+    app = create_app(load_settings(json.loads(sys.argv[1])))
+    try:
+        async with app.lifespan():
+            print("started")
+    except Exception as error:
+        print("failed:", type(error).__name__)
+    pool = SessionMedia._meta.db.pool
+    print("pool closed" if pool is None or pool._pool.is_closing() else "pool open")
+
+asyncio.run(main())
+"""
+
+
+def test_a_failed_start_closes_what_it_had_opened(env: dict[str, str], database: None) -> None:
+    """The broker is reached after the database pool is open: nothing answers there."""
+    unreachable = {**env, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{daemons.free_port()}/"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FAILED_START, json.dumps(unreachable)],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "failed:" in result.stdout, result.stdout + result.stderr
+    assert "pool closed" in result.stdout, result.stdout + result.stderr

@@ -10,8 +10,10 @@ import pytest
 from graphql import GraphQLError, parse
 
 from mediagate.api.context import authenticate
-from mediagate.api.graphql.executor import GraphQLExecutor, RequestError, format_error, load_schema
+from mediagate.api.graphql.errors import RequestError, format_error
+from mediagate.api.graphql.executor import GraphQLExecutor
 from mediagate.api.graphql.limits import DocumentMeter
+from mediagate.api.graphql.schema import load_schema
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
 from mediagate.config import GraphQLSettings
 from mediagate.errors import Forbidden

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from graphql import GraphQLResolveInfo
 
 from mediagate.api.context import RequestContext
-from mediagate.api.graphql.executor import Resolver
+from mediagate.api.graphql.schema import Resolver
 from mediagate.db.media_repository import AuditRecord
 from mediagate.domain.multipart import Part
+from mediagate.domain.principal import Principal
 from mediagate.errors import BadUserInput
 from mediagate.services import audit
 from mediagate.services.audit import AuditConnection
@@ -19,6 +21,8 @@ from mediagate.services.media_view import MediaView
 from mediagate.services.multipart import MultipartTicket, PartUrl
 from mediagate.services.uploads import UploadPolicy, UploadTicket
 
+T = TypeVar("T")
+
 
 def _context(info: GraphQLResolveInfo) -> RequestContext:
     context = info.context
@@ -26,72 +30,81 @@ def _context(info: GraphQLResolveInfo) -> RequestContext:
     return context
 
 
+def with_principal(handler: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A resolver of the caller's: `handler(context, principal, **arguments)`."""
+
+    async def resolve(_source: Any, info: GraphQLResolveInfo, **arguments: Any) -> T:
+        context = _context(info)
+        return await handler(context, await context.principal(), **arguments)
+
+    return resolve
+
+
+@with_principal
 async def get_upload_url(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     filename: str,
     contentType: str,
     stage: str | None = None,
 ) -> UploadTicket:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.request_upload(
         principal, sessionId, filename, contentType, stage, context.request_id
     )
 
 
+@with_principal
 async def confirm_upload(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     fileKey: str,
     stage: str | None = None,
     alt: str | None = None,
 ) -> MediaView:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.confirm_upload(
         principal, sessionId, fileKey, stage, alt, context.request_id
     )
 
 
+@with_principal
 async def start_multipart_upload(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     filename: str,
     contentType: str,
     size: int,
     stage: str | None = None,
 ) -> MultipartTicket:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.multipart.start(
         principal, sessionId, filename, contentType, size, stage, context.request_id
     )
 
 
+@with_principal
 async def upload_part_urls(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     fileKey: str,
     uploadId: str,
     partNumbers: list[int],
 ) -> list[PartUrl]:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.multipart.part_urls(
         principal, sessionId, fileKey, uploadId, partNumbers
     )
 
 
+@with_principal
 async def uploaded_parts(
-    _source: Any, info: GraphQLResolveInfo, sessionId: uuid.UUID, fileKey: str, uploadId: str
+    context: RequestContext,
+    principal: Principal,
+    sessionId: uuid.UUID,
+    fileKey: str,
+    uploadId: str,
 ) -> list[Part]:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.multipart.uploaded_parts(principal, sessionId, fileKey, uploadId)
 
 
@@ -99,9 +112,10 @@ async def uploaded_part_number(source: Part, _info: GraphQLResolveInfo) -> int:
     return source.number
 
 
+@with_principal
 async def complete_multipart_upload(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     fileKey: str,
     uploadId: str,
@@ -109,45 +123,48 @@ async def complete_multipart_upload(
     stage: str | None = None,
     alt: str | None = None,
 ) -> MediaView:
-    context = _context(info)
-    principal = await context.principal()
     claimed = [Part(part["partNumber"], part["etag"]) for part in parts]
     return await context.uploads.multipart.complete(
         principal, sessionId, fileKey, uploadId, claimed, stage, alt, context.request_id
     )
 
 
+@with_principal
 async def abort_multipart_upload(
-    _source: Any, info: GraphQLResolveInfo, sessionId: uuid.UUID, fileKey: str, uploadId: str
+    context: RequestContext,
+    principal: Principal,
+    sessionId: uuid.UUID,
+    fileKey: str,
+    uploadId: str,
 ) -> MediaView:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.multipart.abort(
         principal, sessionId, fileKey, uploadId, context.request_id
     )
 
 
-async def delete_media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
-    context = _context(info)
-    principal = await context.principal()
+@with_principal
+async def delete_media(
+    context: RequestContext,
+    principal: Principal,
+    id: uuid.UUID,
+) -> MediaView:
     return await context.uploads.delete_media(principal, id, context.request_id)
 
 
-async def media(_source: Any, info: GraphQLResolveInfo, id: uuid.UUID) -> MediaView:
-    context = _context(info)
-    return await context.uploads.media(await context.principal(), id)
+@with_principal
+async def media(context: RequestContext, principal: Principal, id: uuid.UUID) -> MediaView:
+    return await context.uploads.media(principal, id)
 
 
+@with_principal
 async def session_media(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    context: RequestContext,
+    principal: Principal,
     sessionId: uuid.UUID,
     first: int | None,
     stage: str | None = None,
     after: uuid.UUID | None = None,
 ) -> list[MediaView]:
-    context = _context(info)
-    principal = await context.principal()
     return await context.uploads.session_media(principal, sessionId, stage, first, after)
 
 
@@ -169,15 +186,15 @@ async def media_updated(source: MediaView, _info: GraphQLResolveInfo, **_args: A
     return source
 
 
+@with_principal
 async def audit_events(
-    _source: Any,
-    info: GraphQLResolveInfo,
+    _context: RequestContext,
+    principal: Principal,
     first: int,
     sessionId: uuid.UUID | None = None,
     mediaId: uuid.UUID | None = None,
     after: str | None = None,
 ) -> AuditConnection:
-    principal = await _context(info).principal()
     return await audit.audit_events(
         principal, session_id=sessionId, media_id=mediaId, first=first, after=after
     )

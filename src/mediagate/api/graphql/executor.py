@@ -1,15 +1,13 @@
-"""Explicit parse -> validate -> execute, with cached documents and one error formatter."""
+"""Explicit parse -> validate -> execute, with cached documents (errors: errors.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from functools import lru_cache
 from inspect import isawaitable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,12 +15,8 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
-    GraphQLField,
-    GraphQLObjectType,
-    GraphQLResolveInfo,
     GraphQLSchema,
     OperationType,
-    build_schema,
     execute,
     get_operation_ast,
     parse,
@@ -32,14 +26,13 @@ from graphql import (
 from graphql.execution import create_source_event_stream
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValuesOfCorrectTypeRule
 
+from mediagate.api.graphql.errors import RequestError, bad_request, format_error
 from mediagate.api.graphql.limits import DocumentMeter
-from mediagate.api.graphql.scalars import bind_scalars
+from mediagate.api.graphql.schema import default_field_resolver
 from mediagate.config import GraphQLSettings
-from mediagate.errors import ClientError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_TOKENS = 2000
 # No input type of ours nests deeper than a few levels; graphql-core coerces variables
 # recursively, so depth is bounded before it sees them.
@@ -47,16 +40,6 @@ MAX_VARIABLES_DEPTH = 16
 DOCUMENT_CACHE_SIZE = 256
 # Responses to recent subscription events, one per (event, document, variables).
 EVENT_RESPONSE_CACHE_SIZE = 1024
-
-Resolver = Callable[..., Awaitable[Any]]
-
-
-class RequestError(Exception):
-    """The HTTP request is not a GraphQL request we can run (HTTP 400)."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__(errors[0]["message"])
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,27 +51,15 @@ class GraphQLRequest:
     @classmethod
     def from_json(cls, payload: Any) -> GraphQLRequest:
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            raise RequestError(
-                [
-                    client_error(
-                        "the body must be a JSON object with a 'query' string", "BAD_REQUEST"
-                    )
-                ]
-            )
+            raise bad_request("the body must be a JSON object with a 'query' string")
         variables = payload.get("variables")
         operation_name = payload.get("operationName")
         if variables is not None and not isinstance(variables, dict):
-            raise RequestError([client_error("'variables' must be an object", "BAD_REQUEST")])
+            raise bad_request("'variables' must be an object")
         if variables and _nesting(variables) > MAX_VARIABLES_DEPTH:
-            raise RequestError(
-                [
-                    client_error(
-                        f"'variables' nest deeper than {MAX_VARIABLES_DEPTH} levels", "BAD_REQUEST"
-                    )
-                ]
-            )
+            raise bad_request(f"'variables' nest deeper than {MAX_VARIABLES_DEPTH} levels")
         if operation_name is not None and not isinstance(operation_name, str):
-            raise RequestError([client_error("'operationName' must be a string", "BAD_REQUEST")])
+            raise bad_request("'operationName' must be a string")
         return cls(payload["query"], variables, operation_name)
 
 
@@ -105,85 +76,6 @@ def _nesting(value: Any) -> int:
             children = current.values() if isinstance(current, dict) else current
             stack.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def client_error(message: str, code: str) -> dict[str, Any]:
-    """An error entry for failures outside GraphQL execution (bad HTTP body, method, size)."""
-    return {"message": message, "extensions": {"code": code}}
-
-
-def format_error(error: GraphQLError) -> dict[str, Any]:
-    """The one place an error becomes client-visible. Unexpected errors are masked."""
-    original = error.original_error
-    if isinstance(original, ClientError):
-        message, extensions = original.message, {"code": original.code, **original.details}
-    elif original is None or isinstance(original, GraphQLError):
-        # Errors graphql-core raised itself, or our scalars raised: all about the input.
-        message = error.message
-        extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
-    else:
-        log.error("unexpected error in %s", error.path, exc_info=original)
-        message, extensions = "Internal server error", {"code": "INTERNAL_SERVER_ERROR"}
-    formatted: dict[str, Any] = {"message": message, "extensions": extensions}
-    if error.path:
-        formatted["path"] = error.path
-    if error.locations:
-        formatted["locations"] = [
-            {"line": loc.line, "column": loc.column} for loc in error.locations
-        ]
-    return formatted
-
-
-@lru_cache(maxsize=256)
-def _snake_case(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
-
-
-def default_field_resolver(source: Any, info: GraphQLResolveInfo, **_args: Any) -> Any:
-    """camelCase GraphQL fields read snake_case attributes of our dataclasses."""
-    return getattr(source, _snake_case(info.field_name), None)
-
-
-def load_schema(
-    resolvers: dict[str, Resolver],
-    authenticate: Callable[[Any], Awaitable[None]],
-    subscriptions: dict[str, Resolver],
-) -> GraphQLSchema:
-    """Build the schema from the SDL and attach resolvers ('Type.field' -> function), and
-    for subscription fields the function that returns their event stream.
-
-    Fields marked @authenticated run `authenticate(context)` first.
-    """
-    schema = build_schema(SCHEMA_PATH.read_text())
-    bind_scalars(schema)
-    for path, resolver in resolvers.items():
-        field = _field(schema, path)
-        field.resolve = _guarded(resolver, authenticate) if _is_authenticated(field) else resolver
-    for path, source in subscriptions.items():
-        field = _field(schema, path)
-        field.subscribe = _guarded(source, authenticate) if _is_authenticated(field) else source
-    return schema
-
-
-def _field(schema: GraphQLSchema, path: str) -> GraphQLField:
-    type_name, field_name = path.split(".")
-    owner = schema.type_map[type_name]
-    assert isinstance(owner, GraphQLObjectType), path
-    field: GraphQLField = owner.fields[field_name]
-    return field
-
-
-def _is_authenticated(field: GraphQLField) -> bool:
-    node = field.ast_node
-    return node is not None and any(d.name.value == "authenticated" for d in node.directives)
-
-
-def _guarded(resolver: Resolver, authenticate: Callable[[Any], Awaitable[None]]) -> Resolver:
-    async def guarded(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
-        await authenticate(info.context)
-        return await resolver(source, info, **args)
-
-    return guarded
 
 
 class GraphQLExecutor:
@@ -234,14 +126,7 @@ class GraphQLExecutor:
     async def run(self, request: GraphQLRequest, context: Any) -> dict[str, Any]:
         document = self.document(request.query)
         if _is_subscription(document, request.operation_name):
-            raise RequestError(
-                [
-                    client_error(
-                        "subscriptions are served over WebSocket (graphql-transport-ws)",
-                        "BAD_REQUEST",
-                    )
-                ]
-            )
+            raise bad_request("subscriptions are served over WebSocket (graphql-transport-ws)")
         return await self._execute(document, request, context)
 
     async def stream(self, request: GraphQLRequest, context: Any) -> AsyncGenerator[bytes, None]:

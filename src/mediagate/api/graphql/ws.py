@@ -27,12 +27,8 @@ from litestar.types import (
 )
 
 from mediagate.api.context import RequestContext
-from mediagate.api.graphql.executor import (
-    GraphQLExecutor,
-    GraphQLRequest,
-    RequestError,
-    client_error,
-)
+from mediagate.api.graphql.errors import RequestError, client_error
+from mediagate.api.graphql.executor import GraphQLExecutor, GraphQLRequest
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import WebSocketSettings
 from mediagate.errors import ClientError
