@@ -36,7 +36,7 @@ from tests.support.environment import make_env  # noqa: E402
 from mediagate.auth.tokens import issue_token  # noqa: E402
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
-from mediagate.db import media_repository as repo  # noqa: E402
+from mediagate.db import media_rows as repo  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 from mediagate.domain.principal import Principal  # noqa: E402
 from mediagate.storage.object_store import ObjectStore  # noqa: E402

@@ -45,7 +45,7 @@ from bench.api_bench import (  # noqa: E402
 from tests.support.graphql_ws import graphql_socket  # noqa: E402
 
 from mediagate.db import engine as db_engine  # noqa: E402
-from mediagate.db import media_repository as repo  # noqa: E402
+from mediagate.db import media_rows as repo  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 
 

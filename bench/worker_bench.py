@@ -47,7 +47,7 @@ from tests.support.worker_process import wait_for_status, wait_until  # noqa: E4
 
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
-from mediagate.db import media_repository as repo  # noqa: E402
+from mediagate.db import media_rows as repo  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 from mediagate.domain.audit import Actor  # noqa: E402
 from mediagate.domain.status import MediaStatus  # noqa: E402

@@ -171,7 +171,7 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _session(settings: Settings, args: argparse.Namespace) -> int:
-    from mediagate.db.media_repository import create_session
+    from mediagate.db.media_rows import create_session
 
     async def work() -> int:
         print(await create_session(args.org, args.id))
@@ -182,7 +182,7 @@ def _session(settings: Settings, args: argparse.Namespace) -> int:
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.auth.tokens import issue_token
-    from mediagate.db.media_repository import ensure_user
+    from mediagate.db.media_rows import ensure_user
     from mediagate.domain.principal import Principal
 
     principal = Principal(user_id=args.user, organization_id=args.org)
@@ -219,7 +219,7 @@ def _requeue_failed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from mediagate.db import media_repository as repo
+    from mediagate.db import media_rows as repo
     from mediagate.services.audit import purge_expired
 
     async def work() -> int:

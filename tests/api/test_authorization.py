@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.status import MediaStatus
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import (

@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons

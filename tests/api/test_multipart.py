@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore

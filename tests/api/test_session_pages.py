@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain import keys
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore

@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.db.media_changes import APPLICATION_NAME
 from mediagate.domain.validation import DEFAULT_PAGE
 from mediagate.storage.object_store import ObjectStore

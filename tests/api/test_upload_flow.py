@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.status import MediaStatus
 from mediagate.services.uploads import UploadService
 from mediagate.storage.object_store import ObjectStore

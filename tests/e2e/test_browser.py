@@ -18,7 +18,7 @@ import pytest
 
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings, load_settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.storage.setup import setup_storage
 from tests.support import daemons, media
 from tests.support.api import Tenant

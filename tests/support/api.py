@@ -15,7 +15,7 @@ from litestar import Litestar
 
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.principal import Principal
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord
 from mediagate.storage.object_store import ObjectStore
 from tests.support.api import Tenant
 from tests.support.flow import confirm, put_object, request_upload

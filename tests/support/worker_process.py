@@ -17,8 +17,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain.status import MediaStatus
 from mediagate.events.topology import dead_letter_queue_name
 from tests.support.broker import consumers_at_least, drain

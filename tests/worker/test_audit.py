@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
 from mediagate.worker.pipeline import MediaPipeline

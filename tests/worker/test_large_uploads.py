@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain.audit import Actor
 from mediagate.domain.multipart import Part
 from mediagate.domain.status import MediaStatus

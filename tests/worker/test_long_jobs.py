@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from asyncpg.transaction import Transaction
 
 from mediagate.config import Settings, load_settings
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain.status import MediaStatus
 from mediagate.events.messages import ProcessJob
 from mediagate.events.publisher import JobPublisher

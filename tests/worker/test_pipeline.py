@@ -413,7 +413,7 @@ async def test_operator_requeues_scan_failed_uploads(
 async def test_monitoring_counts_viruses_and_processing_time(
     api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline
 ) -> None:
-    from mediagate.db import media_repository as repo
+    from mediagate.db import media_rows as repo
 
     before = await repo.viruses_found()
     virus = await stage(api, tenant, media.eicar(), "v.jpg", "image/jpeg")

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.db.tables import SessionMedia
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor

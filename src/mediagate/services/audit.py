@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import AuditRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import AuditRecord
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import check_page_size
 from mediagate.errors import BadUserInput, Forbidden

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain.status import MediaStatus
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.observability.metrics import Snapshot
 
 LATENCY_WINDOW = timedelta(hours=1)

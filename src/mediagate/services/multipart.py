@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from minio.error import S3Error
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord, MultipartColumns
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord, MultipartColumns
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
 from mediagate.domain.multipart import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import IN_FLIGHT, MediaStatus

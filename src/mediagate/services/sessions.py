@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MultipartColumns
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MultipartColumns
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import UploadRequest
 from mediagate.errors import Forbidden, LimitExceeded, NotFound

@@ -25,8 +25,8 @@ from pathlib import Path
 from minio.error import S3Error
 
 from mediagate.config import Settings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow

@@ -35,8 +35,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.config import ReconcilerSettings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow

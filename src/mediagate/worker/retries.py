@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mediagate.config import RetrySettings
-from mediagate.db import media_repository as repo
-from mediagate.db.media_repository import MediaRecord
+from mediagate.db import media_rows as repo
+from mediagate.db.media_rows import MediaRecord
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
 

@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
-from mediagate.db import media_repository as repo
+from mediagate.db import media_rows as repo
 from mediagate.events import topology
 from mediagate.events.publisher import JobPublisher
 from mediagate.processing.images import reuse_image_memory
