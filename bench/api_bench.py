@@ -37,6 +37,7 @@ from mediagate.auth.tokens import issue_token  # noqa: E402
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_rows as repo  # noqa: E402
+from mediagate.db import session_rows  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 from mediagate.domain.principal import Principal  # noqa: E402
 from mediagate.storage.object_store import ObjectStore  # noqa: E402
@@ -189,7 +190,7 @@ async def insert_cost_us(
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, settings.database.pool_size)
     expires = datetime.now(UTC) + timedelta(minutes=5)
-    sessions = [await repo.create_session(organization) for _ in range(64)]
+    sessions = [await session_rows.create_session(organization) for _ in range(64)]
 
     async def insert(session_id: uuid.UUID) -> None:
         await repo.insert_pending(
@@ -235,7 +236,7 @@ async def create_sessions(settings: Settings, organization: uuid.UUID) -> list[u
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 2)
     try:
-        return [await repo.create_session(organization) for _ in range(SESSIONS)]
+        return [await session_rows.create_session(organization) for _ in range(SESSIONS)]
     finally:
         await engine.close_connection_pool()
 

@@ -46,6 +46,7 @@ from tests.support.graphql_ws import graphql_socket  # noqa: E402
 
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_rows as repo  # noqa: E402
+from mediagate.db import session_rows  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 
 
@@ -135,7 +136,7 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
     engine = db_engine.bind_engine(stack.settings)
     await db_engine.start_pool(engine, 2)
     try:
-        await repo.ensure_user(stack.user, stack.organization)
+        await session_rows.ensure_user(stack.user, stack.organization)
         media_id = await repo.insert_pending(
             organization_id=stack.organization,
             session_id=session_id,

@@ -48,6 +48,7 @@ from tests.support.worker_process import wait_for_status, wait_until  # noqa: E4
 from mediagate.config import Settings, load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_rows as repo  # noqa: E402
+from mediagate.db import session_rows  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 from mediagate.domain.audit import Actor  # noqa: E402
 from mediagate.domain.status import MediaStatus  # noqa: E402
@@ -135,8 +136,8 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
     await db_engine.start_pool(engine, 4)
     store = ObjectStore(settings)
     organization, user = uuid.uuid4(), uuid.uuid4()
-    session = await repo.create_session(organization)
-    await repo.ensure_user(user, organization)
+    session = await session_rows.create_session(organization)
+    await session_rows.ensure_user(user, organization)
     staged = []
     try:
         for path, content_type in files:

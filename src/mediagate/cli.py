@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "--heartbeat", type=Path, default=None, help="file to touch while healthy (healthchecks)"
     )
 
-    session = commands.add_parser("session", help="garage sessions")
+    session = commands.add_parser("session", help="upload sessions")
     session_commands = session.add_subparsers(dest="session_command", required=True)
     create = session_commands.add_parser("create", help="create a session; prints its id")
     create.add_argument("--org", type=_uuid, required=True)
@@ -171,7 +171,7 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _session(settings: Settings, args: argparse.Namespace) -> int:
-    from mediagate.db.media_rows import create_session
+    from mediagate.db.session_rows import create_session
 
     async def work() -> int:
         print(await create_session(args.org, args.id))
@@ -182,7 +182,7 @@ def _session(settings: Settings, args: argparse.Namespace) -> int:
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.auth.tokens import issue_token
-    from mediagate.db.media_rows import ensure_user
+    from mediagate.db.session_rows import ensure_user
     from mediagate.domain.principal import Principal
 
     principal = Principal(user_id=args.user, organization_id=args.org)
@@ -219,14 +219,14 @@ def _requeue_failed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from mediagate.db import media_rows as repo
+    from mediagate.db import audit_rows
     from mediagate.services.audit import purge_expired
 
     async def work() -> int:
         if args.purge:
             print(await purge_expired(settings.reconciler.audit_retention_days))
             return 0
-        events = await repo.audit_events(
+        events = await audit_rows.audit_events(
             None, session_id=args.session, media_id=args.media, after_id=0, limit=args.limit
         )
         for event in events:

@@ -12,6 +12,7 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain.status import MediaStatus
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.flow import (
@@ -134,7 +135,7 @@ async def test_cannot_confirm_another_organizations_media(
 async def test_a_key_of_another_session_of_the_same_organization_is_not_found(
     api: httpx.AsyncClient, settings: Settings, tenant: Tenant
 ) -> None:
-    second_session = await repo.create_session(tenant.principal.organization_id)
+    second_session = await session_rows.create_session(tenant.principal.organization_id)
     sibling = Tenant(tenant.principal, second_session, tenant.token)
     ticket = await request_upload(api, sibling)
     await put_object(ticket["uploadUrl"], JPEG_BYTES, "image/jpeg")

@@ -17,6 +17,7 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain.status import MediaStatus
 from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons
@@ -62,9 +63,9 @@ async def test_session_create_and_token_print_only_what_scripts_need(
     created = run_cli(env, "session", "create", "--org", str(org), "--id", str(wanted))
     assert created.returncode == 0, created.stderr
     assert created.stdout == f"{wanted}\n"
-    assert await repo.session_organization(wanted) == org
+    assert await session_rows.session_organization(wanted) == org
     generated = run_cli(env, "session", "create", "--org", str(org))
-    assert await repo.session_organization(uuid.UUID(generated.stdout.strip())) == org
+    assert await session_rows.session_organization(uuid.UUID(generated.stdout.strip())) == org
 
     issued = run_cli(env, "token", "--user", str(user), "--org", str(org), "--ttl", "120")
     assert issued.returncode == 0, issued.stderr

@@ -13,6 +13,7 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain import keys
 from mediagate.storage.multipart import MultipartUploads
 from mediagate.storage.object_store import ObjectStore
@@ -39,7 +40,7 @@ LIMIT = 5
 
 async def _add_items(settings: Settings, tenant: Tenant, count: int) -> list[uuid.UUID]:
     """`count` items in the tenant's session, in creation order; every third in 'intake'."""
-    await repo.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
+    await session_rows.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
     added = []
     for n in range(count):
         stage = "intake" if n % 3 == 0 else "inspection"
@@ -156,7 +157,7 @@ async def test_many_requests_at_once_for_the_last_places_get_exactly_the_limit(
     assert sum("errors" not in answer for answer in answers) == LIMIT
     assert {code for answer in answers for code in error_codes(answer)} == {"LIMIT_EXCEEDED"}
     assert len(await repo.list_session_media(tenant.session_id, None)) == LIMIT
-    assert await repo.session_item_count(tenant.session_id) == LIMIT
+    assert await session_rows.session_item_count(tenant.session_id) == LIMIT
 
 
 async def test_a_multipart_upload_past_the_limit_leaves_no_upload_in_the_store(

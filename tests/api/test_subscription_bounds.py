@@ -17,6 +17,7 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain import keys
 from mediagate.domain.validation import DEFAULT_PAGE
 from mediagate.storage.object_store import ObjectStore
@@ -51,7 +52,7 @@ def served(
 
 async def _items(settings: Settings, tenant: Tenant, count: int) -> list[str]:
     """Items with long names (each message is large), in creation order: their keys."""
-    await repo.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
+    await session_rows.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
     added = []
     for n in range(count):
         key = keys.upload_key(tenant.session_id, "general", ".jpg")

@@ -15,7 +15,7 @@ from litestar import Litestar
 
 from mediagate.auth.tokens import issue_token
 from mediagate.config import Settings
-from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain.principal import Principal
 
 
@@ -58,7 +58,7 @@ class Tenant:
 
 async def new_tenant(settings: Settings) -> Tenant:
     principal = Principal(user_id=uuid.uuid4(), organization_id=uuid.uuid4())
-    session_id = await repo.create_session(principal.organization_id)
+    session_id = await session_rows.create_session(principal.organization_id)
     return Tenant(principal, session_id, issue_token(settings, principal, 600))
 
 

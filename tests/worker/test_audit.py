@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from mediagate.config import Settings
+from mediagate.db import engine
 from mediagate.db import media_rows as repo
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import MediaStatus
@@ -114,7 +115,7 @@ async def test_a_rolled_back_change_leaves_no_event(tenant: Tenant, api: httpx.A
         pass
 
     with pytest.raises(Abandoned):
-        async with repo.transaction():
+        async with engine.transaction():
             moved = await repo.transition(
                 record.id, MediaStatus.UPLOADED, actor=Actor.operator("test")
             )

@@ -18,6 +18,7 @@ import pytest
 
 from mediagate.config import Settings
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain.audit import Actor
 from mediagate.domain.multipart import Part
 from mediagate.domain.status import MediaStatus
@@ -216,7 +217,7 @@ async def _process_with_worker(
     """Put the file where an upload lands and queue its job, as confirmUpload would."""
     key = f"sessions/{tenant.session_id}/inspection/{source.stem}.mp4"
     size = source.stat().st_size  # noqa: ASYNC240 - a stat
-    await repo.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
+    await session_rows.ensure_user(tenant.principal.user_id, tenant.principal.organization_id)
     record_id = await repo.insert_pending(
         organization_id=tenant.principal.organization_id,
         session_id=tenant.session_id,

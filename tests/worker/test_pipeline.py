@@ -413,15 +413,15 @@ async def test_operator_requeues_scan_failed_uploads(
 async def test_monitoring_counts_viruses_and_processing_time(
     api: httpx.AsyncClient, tenant: Tenant, pipeline: MediaPipeline
 ) -> None:
-    from mediagate.db import media_rows as repo
+    from mediagate.db import stats
 
-    before = await repo.viruses_found()
+    before = await stats.viruses_found()
     virus = await stage(api, tenant, media.eicar(), "v.jpg", "image/jpeg")
     clean = await stage(api, tenant, media.fixture("landscape_8.jpg"), "c.jpg", "image/jpeg")
     await pipeline.handle(virus, 0)
     await pipeline.handle(clean, 0)
-    assert await repo.viruses_found() == before + 1
-    quantiles = await repo.processing_seconds(timedelta(hours=1))
+    assert await stats.viruses_found() == before + 1
+    quantiles = await stats.processing_seconds(timedelta(hours=1))
     assert set(quantiles) == {0.5, 0.95, 0.99}
     assert 0 < quantiles[0.5] <= quantiles[0.95] <= quantiles[0.99] < 3600
 

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
+from mediagate.db import locks
 from mediagate.db import media_rows as repo
 from mediagate.db.tables import SessionMedia
 from mediagate.domain import keys
@@ -114,7 +115,7 @@ async def test_a_stuck_upload_is_queued_again_unless_its_job_runs(
     key = await stage(api, tenant, media.fixture("landscape_7.jpg"), "s.jpg", "image/jpeg")
     await drain_jobs(settings)  # the job is lost
     ahead = BOUNDS.stuck_after + timedelta(seconds=5)
-    async with repo.advisory_lock(key) as held:  # a worker is on it
+    async with locks.advisory_lock(key) as held:  # a worker is on it
         assert held
         findings = await _reconcile(store, publisher, ahead)
     assert key not in findings.requeued_stuck
@@ -324,7 +325,7 @@ async def test_workers_reconcile_on_their_own_one_at_a_time(
     port = daemons.free_port()
     quick = {"RECONCILE_INTERVAL": "0.2", "RECONCILE_GRACE": "0.001"}
     worker = WorkerProcess({**env, **quick, "WORKER_METRICS_PORT": str(port)})
-    async with repo.advisory_lock(LOCK_NAME) as held:  # another worker's run
+    async with locks.advisory_lock(LOCK_NAME) as held:  # another worker's run
         assert held
         await worker.start(settings)
         assert await store.head(stray) is not None

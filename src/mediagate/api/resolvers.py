@@ -10,7 +10,7 @@ from graphql import GraphQLResolveInfo
 
 from mediagate.api.context import RequestContext
 from mediagate.api.graphql.schema import Resolver
-from mediagate.db.media_rows import AuditRecord
+from mediagate.db.audit_rows import AuditRecord
 from mediagate.domain.multipart import Part
 from mediagate.domain.principal import Principal
 from mediagate.errors import BadUserInput

@@ -12,7 +12,7 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
 from mediagate.config import Settings
-from mediagate.db.tables import TABLES
+from mediagate.db.tables import TABLES, SessionMedia
 
 
 def bind_engine(settings: Settings) -> PostgresEngine:
@@ -148,3 +148,14 @@ def ddl(*statements: str) -> Callable[[], Awaitable[None]]:
             await engine.run_ddl(statement)
 
     return run
+
+
+def pool() -> Any:
+    engine = SessionMedia._meta.db
+    assert isinstance(engine, PostgresEngine) and engine.pool is not None, "start the pool first"
+    return engine.pool
+
+
+def transaction() -> Any:
+    """Queries awaited inside `async with transaction():` run in one transaction."""
+    return SessionMedia._meta.db.transaction()

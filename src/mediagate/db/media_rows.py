@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypedDict, Unpack
 
 from piccolo.columns import Column
-from piccolo.engine.postgres import PostgresEngine
 
-from mediagate.db.tables import AuditEvent, GarageSession, SessionMedia, User
+from mediagate.db.engine import pool
+from mediagate.db.tables import SessionMedia
 from mediagate.domain.audit import Actor
-from mediagate.domain.status import IN_FLIGHT, NEEDS_ORIGINAL, MediaStatus, sources_of
+from mediagate.domain.status import MediaStatus, sources_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,57 +58,7 @@ class MediaRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(MediaRecord))
-_COLUMNS = tuple(SessionMedia._meta.get_column_by_name(name) for name in _RECORD_FIELDS)
-
-
-def transaction() -> Any:
-    """Queries awaited inside `async with transaction():` run in one transaction."""
-    return SessionMedia._meta.db.transaction()
-
-
-async def ping() -> bool:
-    try:
-        await SessionMedia.raw("SELECT 1")
-    except Exception:  # whatever the failure, the database is not usable: not ready
-        return False
-    return True
-
-
-async def ensure_user(user_id: uuid.UUID, organization_id: uuid.UUID) -> None:
-    await User.insert(User(id=user_id, organization_id=organization_id)).on_conflict(
-        action="DO NOTHING"
-    )
-
-
-async def create_session(
-    organization_id: uuid.UUID, session_id: uuid.UUID | None = None
-) -> uuid.UUID:
-    session = GarageSession(id=session_id or uuid.uuid4(), organization_id=organization_id)
-    await GarageSession.insert(session)
-    return uuid.UUID(str(session.id))
-
-
-async def delete_session(session_id: uuid.UUID) -> None:
-    """The session and (by cascade) its media rows; audit events are kept."""
-    await GarageSession.delete().where(GarageSession.id == session_id)
-
-
-async def session_organization(session_id: uuid.UUID) -> uuid.UUID | None:
-    row = (
-        await GarageSession.select(GarageSession.organization_id)
-        .where(GarageSession.id == session_id)
-        .first()
-    )
-    return None if row is None else row["organization_id"]
-
-
-async def session_item_count(session_id: uuid.UUID) -> int:
-    row = (
-        await GarageSession.select(GarageSession.item_count)
-        .where(GarageSession.id == session_id)
-        .first()
-    )
-    return 0 if row is None else int(row["item_count"])
+RECORD_COLUMNS = tuple(SessionMedia._meta.get_column_by_name(name) for name in _RECORD_FIELDS)
 
 
 async def insert_pending(
@@ -133,7 +82,7 @@ async def insert_pending(
     through the engine's connection pool, because Piccolo's query builders cost more
     CPU than the database round trip.
     """
-    return await _pool().fetchval(  # type: ignore[no-any-return]
+    return await pool().fetchval(  # type: ignore[no-any-return]
         _INSERT_PENDING,
         session_id,
         organization_id,
@@ -179,18 +128,12 @@ RETURNING id
 """
 
 
-def _pool() -> Any:
-    engine = SessionMedia._meta.db
-    assert isinstance(engine, PostgresEngine) and engine.pool is not None, "start the pool first"
-    return engine.pool
-
-
 def _in_organization(organization_id: uuid.UUID) -> Any:
     return SessionMedia.session_id.organization_id == organization_id
 
 
 async def _first(where: Any) -> MediaRecord | None:
-    row = await SessionMedia.select(*_COLUMNS).where(where).first()
+    row = await SessionMedia.select(*RECORD_COLUMNS).where(where).first()
     return None if row is None else MediaRecord.from_row(row)
 
 
@@ -216,7 +159,7 @@ async def find_by_key(file_key: str) -> MediaRecord | None:
 
 async def list_session_media(session_id: uuid.UUID, stage: str | None) -> list[MediaRecord]:
     """All of a session's media (at most MAX_SESSION_ITEMS), for operators' commands."""
-    query = SessionMedia.select(*_COLUMNS).where(SessionMedia.session_id == session_id)
+    query = SessionMedia.select(*RECORD_COLUMNS).where(SessionMedia.session_id == session_id)
     if stage is not None:
         query = query.where(SessionMedia.stage == stage)
     rows = await query.order_by(SessionMedia.created_at).order_by(SessionMedia.id)
@@ -239,7 +182,7 @@ async def session_media_page(
 ) -> list[MediaRecord]:
     """Up to `limit` of a session's media, oldest first, after the item `after` (none
     when `after` is not an item of the session)."""
-    rows = await _pool().fetch(_SESSION_PAGE, session_id, stage, after, limit)
+    rows = await pool().fetch(_SESSION_PAGE, session_id, stage, after, limit)
     return [MediaRecord.from_row(dict(row)) for row in rows]
 
 
@@ -250,13 +193,13 @@ async def is_in_session(media_id: uuid.UUID, session_id: uuid.UUID) -> bool:
 
 
 async def find_many(media_ids: list[uuid.UUID]) -> list[MediaRecord]:
-    rows = await SessionMedia.select(*_COLUMNS).where(SessionMedia.id.is_in(media_ids))
+    rows = await SessionMedia.select(*RECORD_COLUMNS).where(SessionMedia.id.is_in(media_ids))
     return [MediaRecord.from_row(row) for row in rows]
 
 
 async def list_media_of_sessions(session_ids: list[uuid.UUID]) -> list[MediaRecord]:
     rows = await (
-        SessionMedia.select(*_COLUMNS)
+        SessionMedia.select(*RECORD_COLUMNS)
         .where(SessionMedia.session_id.is_in(session_ids))
         .order_by(SessionMedia.created_at)
         .order_by(SessionMedia.id)
@@ -266,12 +209,30 @@ async def list_media_of_sessions(session_ids: list[uuid.UUID]) -> list[MediaReco
 
 async def with_status(status: MediaStatus, limit: int) -> list[MediaRecord]:
     rows = await (
-        SessionMedia.select(*_COLUMNS)
+        SessionMedia.select(*RECORD_COLUMNS)
         .where(SessionMedia.status == status.value)
         .order_by(SessionMedia.updated_at)
         .limit(limit)
     )
     return [MediaRecord.from_row(row) for row in rows]
+
+
+class MediaChanges(TypedDict, total=False):
+    """What a status change may also set: the columns by name, typed."""
+
+    rejection_reason: str | None
+    file_size: int
+    processed_key: str
+    processed_content_type: str
+    poster_key: str | None
+    checksum_sha256: str
+    width: int
+    height: int
+    duration_seconds: float | None
+    processed_at: datetime
+    alt_text: str | None
+    stage: str | None
+    uploaded_at: datetime
 
 
 async def transition(
@@ -280,7 +241,7 @@ async def transition(
     *,
     actor: Actor,
     only_from: MediaStatus | None = None,
-    **changes: Any,
+    **changes: Unpack[MediaChanges],
 ) -> MediaRecord | None:
     """Move a row to `target` if its current status allows it (and is `only_from`, when
     given); None when it did not. The guard is in the WHERE clause, so of two
@@ -300,7 +261,7 @@ async def transition(
     rows = await (
         SessionMedia.update(values)
         .where((SessionMedia.id == media_id) & SessionMedia.status.is_in(allowed))
-        .returning(*_COLUMNS)
+        .returning(*RECORD_COLUMNS)
     )
     return MediaRecord.from_row(rows[0]) if rows else None
 
@@ -319,15 +280,6 @@ async def extend_upload_window(media_id: uuid.UUID, expires_at: datetime) -> boo
         .returning(SessionMedia.id)
     )
     return bool(rows)
-
-
-async def pending_upload_ids(upload_ids: list[str]) -> set[str]:
-    """Which of these multipart upload ids belong to rows still PENDING_UPLOAD."""
-    rows = await SessionMedia.select(SessionMedia.upload_id).where(
-        SessionMedia.upload_id.is_in(upload_ids)
-        & (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
-    )
-    return {row["upload_id"] for row in rows}
 
 
 async def record_confirmation(
@@ -351,28 +303,9 @@ async def record_confirmation(
     rows = await (
         SessionMedia.update(values)
         .where((SessionMedia.id == media_id) & SessionMedia.uploaded_at.is_null())
-        .returning(*_COLUMNS)
+        .returning(*RECORD_COLUMNS)
     )
     return MediaRecord.from_row(rows[0]) if rows else None
-
-
-@asynccontextmanager
-async def advisory_lock(name: str) -> AsyncIterator[bool]:
-    """Hold a PostgreSQL advisory lock on `name` (an upload's key, or a task's name) for
-    as long as the block runs.
-
-    Yields False when another process holds it. The lock lives on its own connection,
-    so a process that dies releases it with its connection, and a redelivery can resume.
-    """
-    async with _pool().acquire() as connection:
-        locked = await connection.fetchval(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", name
-        )
-        try:
-            yield bool(locked)
-        finally:
-            if locked:
-                await connection.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", name)
 
 
 async def count_crash(media_id: uuid.UUID) -> int:
@@ -383,178 +316,3 @@ async def count_crash(media_id: uuid.UUID) -> int:
         .returning(SessionMedia.crashed_attempts)
     )
     return int(rows[0]["crashed_attempts"]) if rows else 0
-
-
-async def status_counts() -> dict[MediaStatus, int]:
-    rows = await _pool().fetch(
-        "SELECT status::text AS status, count(*) AS n FROM session_media GROUP BY status"
-    )
-    counts = dict.fromkeys(MediaStatus, 0)
-    counts.update({MediaStatus(row["status"]): row["n"] for row in rows})
-    return counts
-
-
-async def viruses_found() -> int:
-    found: int = await _pool().fetchval(
-        "SELECT count(*) FROM session_media "
-        "WHERE status = 'REJECTED' AND rejection_reason LIKE 'virus detected:%'"
-    )
-    return found
-
-
-async def processing_seconds(window: timedelta) -> dict[float, float]:
-    """Quantiles of upload-to-completion time over the uploads completed within `window`."""
-    row = await _pool().fetchrow(
-        """
-        SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
-                 ORDER BY extract(epoch FROM processed_at - coalesce(uploaded_at, created_at))
-               ) AS q
-        FROM session_media
-        WHERE status = 'COMPLETED' AND processed_at > now() - $1::interval
-        """,
-        window,
-    )
-    values = row["q"] if row is not None else None
-    return dict(zip((0.5, 0.95, 0.99), values, strict=True)) if values else {}
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    id: int
-    occurred_at: datetime
-    organization_id: uuid.UUID
-    session_id: uuid.UUID
-    media_id: uuid.UUID
-    action: str
-    from_status: str | None
-    to_status: str
-    reason: str | None
-    actor: str
-    reference: str | None
-
-
-_AUDIT_COLUMNS = tuple(AuditEvent._meta.get_column_by_name(f.name) for f in fields(AuditRecord))
-
-
-async def audit_events(
-    organization_id: uuid.UUID | None,
-    *,
-    session_id: uuid.UUID | None,
-    media_id: uuid.UUID | None,
-    after_id: int,
-    limit: int,
-) -> list[AuditRecord]:
-    """An organization's (None: any, for operators) events of one session or one media
-    item, oldest first, after the event `after_id` (the cursor)."""
-    where: Any = AuditEvent.id > after_id
-    if organization_id is not None:
-        where &= AuditEvent.organization_id == organization_id
-    if session_id is not None:
-        where &= AuditEvent.session_id == session_id
-    if media_id is not None:
-        where &= AuditEvent.media_id == media_id
-    rows = await (
-        AuditEvent.select(*_AUDIT_COLUMNS).where(where).order_by(AuditEvent.id).limit(limit)
-    )
-    return [AuditRecord(**row) for row in rows]
-
-
-async def purge_audit_events(older_than: datetime) -> int:
-    deleted = await (
-        AuditEvent.delete().where(AuditEvent.occurred_at < older_than).returning(AuditEvent.id)
-    )
-    return len(deleted)
-
-
-_IN_FLIGHT_VALUES = [status.value for status in IN_FLIGHT]
-
-
-async def stuck_in_flight(updated_before: datetime, limit: int) -> list[MediaRecord]:
-    """Rows a worker should have moved on by now (the oldest first)."""
-    rows = await (
-        SessionMedia.select(*_COLUMNS)
-        .where(
-            SessionMedia.status.is_in(_IN_FLIGHT_VALUES)
-            & (SessionMedia.updated_at < updated_before)
-        )
-        .order_by(SessionMedia.updated_at)
-        .limit(limit)
-    )
-    return [MediaRecord.from_row(row) for row in rows]
-
-
-async def count_stuck_since_created(created_before: datetime) -> int:
-    """In flight though issued before `created_before` (requeues do not reset this)."""
-    return await SessionMedia.count().where(  # type: ignore[no-any-return]
-        SessionMedia.status.is_in(_IN_FLIGHT_VALUES) & (SessionMedia.created_at < created_before)
-    )
-
-
-async def expired_pending(expired_before: datetime, limit: int) -> list[MediaRecord]:
-    rows = await (
-        SessionMedia.select(*_COLUMNS)
-        .where(
-            (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
-            & (SessionMedia.upload_expires_at < expired_before)
-        )
-        .order_by(SessionMedia.upload_expires_at)
-        .limit(limit)
-    )
-    return [MediaRecord.from_row(row) for row in rows]
-
-
-async def mark_requeued(media_id: uuid.UUID, actor: Actor) -> None:
-    """Its job was queued again without a status change: the row's clock restarts (so it
-    is not queued again before the bound) and the audit log says so, in one statement."""
-    await _pool().execute(
-        """
-        WITH touched AS (
-          UPDATE session_media SET updated_at = now(), changed_by = $2, change_ref = $3
-          WHERE id = $1
-          RETURNING id, session_id, status
-        )
-        INSERT INTO audit_events (
-          organization_id, session_id, media_id, action, from_status, to_status, actor,
-          reference
-        )
-        SELECT s.organization_id, t.session_id, t.id, 'requeued', t.status::text,
-               t.status::text, $2, $3
-        FROM touched t JOIN garage_sessions s ON s.id = t.session_id
-        """,
-        media_id,
-        actor.label,
-        actor.reference,
-    )
-
-
-async def upload_keys_needed(file_keys: list[str]) -> set[str]:
-    """Which of these upload keys belong to rows that may still need their original."""
-    rows = await SessionMedia.select(SessionMedia.file_key).where(
-        SessionMedia.file_key.is_in(file_keys) & SessionMedia.status.is_in(_NEEDS_ORIGINAL_VALUES)
-    )
-    return {row["file_key"] for row in rows}
-
-
-_NEEDS_ORIGINAL_VALUES = [status.value for status in NEEDS_ORIGINAL]
-
-
-async def completed_outputs_after(after: str, limit: int) -> list[str]:
-    """Keys of COMPLETED rows' processed copies and posters, in byte order (the order an
-    S3 listing has), after `after`."""
-    rows = await _pool().fetch(
-        """
-        SELECT key FROM (
-          SELECT processed_key AS key FROM session_media
-          WHERE status = 'COMPLETED' AND processed_key IS NOT NULL
-          UNION ALL
-          SELECT poster_key FROM session_media
-          WHERE status = 'COMPLETED' AND poster_key IS NOT NULL
-        ) outputs
-        WHERE key COLLATE "C" > $1
-        ORDER BY key COLLATE "C"
-        LIMIT $2
-        """,
-        after,
-        limit,
-    )
-    return [row["key"] for row in rows]

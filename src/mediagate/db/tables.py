@@ -24,7 +24,10 @@ class User(Table, tablename="users"):
     created_at = Timestamptz()
 
 
-class GarageSession(Table, tablename="garage_sessions"):
+class UploadSession(Table, tablename="garage_sessions"):
+    """A product's unit of uploads (a listing, a ticket; the spec's garage visit). The
+    table keeps the spec's name: renaming it would cost a migration and buy nothing."""
+
     id = UUID(primary_key=True)
     organization_id = UUID(null=False, index=True)
     created_at = Timestamptz()
@@ -34,7 +37,7 @@ class GarageSession(Table, tablename="garage_sessions"):
 
 class SessionMedia(Table, tablename="session_media"):
     id = UUID(primary_key=True)
-    session_id = ForeignKey(references=GarageSession, on_delete=OnDelete.cascade, null=False)
+    session_id = ForeignKey(references=UploadSession, on_delete=OnDelete.cascade, null=False)
     file_key = Varchar(length=500, unique=True, null=False)
     original_filename = Varchar(length=255, null=False)
     content_type = Varchar(length=100, null=False)
@@ -80,4 +83,4 @@ class AuditEvent(Table, tablename="audit_events"):
     reference = Text(null=True, default=None)
 
 
-TABLES: tuple[type[Table], ...] = (User, GarageSession, SessionMedia, AuditEvent)
+TABLES: tuple[type[Table], ...] = (User, UploadSession, SessionMedia, AuditEvent)

@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mediagate.db import media_rows as repo
-from mediagate.db.media_rows import AuditRecord
+from mediagate.db import audit_rows, session_rows
+from mediagate.db.audit_rows import AuditRecord
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import check_page_size
 from mediagate.errors import BadUserInput, Forbidden
@@ -78,10 +78,10 @@ async def audit_events(
         raise BadUserInput("give exactly one of sessionId and mediaId", field="sessionId")
     first = check_page_size(first)
     if session_id is not None:
-        owner = await repo.session_organization(session_id)
+        owner = await session_rows.session_organization(session_id)
         if owner is not None and owner != principal.organization_id:
             raise Forbidden("access denied")
-    events = await repo.audit_events(
+    events = await audit_rows.audit_events(
         principal.organization_id,
         session_id=session_id,
         media_id=media_id,
@@ -95,4 +95,4 @@ async def audit_events(
 
 async def purge_expired(retention_days: int) -> int:
     """Delete the events older than the retention period; returns how many."""
-    return await repo.purge_audit_events(datetime.now(UTC) - timedelta(days=retention_days))
+    return await audit_rows.purge_audit_events(datetime.now(UTC) - timedelta(days=retention_days))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from mediagate.db import media_rows as repo
+from mediagate.db import stats
 from mediagate.observability.metrics import Snapshot
 
 LATENCY_WINDOW = timedelta(hours=1)
@@ -25,7 +25,7 @@ class Broker(Protocol):
 async def readiness(broker: Broker) -> dict[str, str]:
     """What /readyz reports: can this process reach the database and the broker?"""
     return {
-        "database": "ok" if await repo.ping() else "down",
+        "database": "ok" if await stats.ping() else "down",
         "broker": "ok" if broker.is_connected else "down",
     }
 
@@ -41,13 +41,13 @@ class Feed(Protocol):
 async def snapshot(broker: Broker, feed: Feed, stuck_after: timedelta) -> Snapshot:
     """`stuck_after`: how long after its URL was issued an upload must have left the
     in-flight statuses (the URL's lifetime plus the reconciler's bound)."""
-    counts = await repo.status_counts()
+    counts = await stats.status_counts()
     return Snapshot(
         media_by_status={status.value: count for status, count in counts.items()},
-        viruses_found=await repo.viruses_found(),
-        processing_seconds=await repo.processing_seconds(LATENCY_WINDOW),
+        viruses_found=await stats.viruses_found(),
+        processing_seconds=await stats.processing_seconds(LATENCY_WINDOW),
         queue_messages=await broker.queue_depths(),
-        stuck=await repo.count_stuck_since_created(datetime.now(UTC) - stuck_after),
+        stuck=await stats.count_stuck_since_created(datetime.now(UTC) - stuck_after),
         subscriptions=feed.subscriber_count,
         slow_subscribers_dropped=feed.dropped_count,
     )

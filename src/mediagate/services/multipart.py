@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from minio.error import S3Error
 
 from mediagate.config import Settings
+from mediagate.db import locks
 from mediagate.db import media_rows as repo
 from mediagate.db.media_rows import MediaRecord, MultipartColumns
 from mediagate.domain import keys, validation
@@ -276,7 +277,7 @@ class MultipartService:
 async def _one_call_at_a_time(file_key: str) -> AsyncIterator[None]:
     """Completing and aborting one upload exclude each other (across API processes): of
     two at once, the one that comes second is refused rather than racing the first."""
-    async with repo.advisory_lock(completion_lock(file_key)) as locked:
+    async with locks.advisory_lock(completion_lock(file_key)) as locked:
         if not locked:
             raise Conflict("the upload is being completed or aborted by another call")
         yield

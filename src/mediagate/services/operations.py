@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.domain import keys
 from mediagate.domain.audit import Actor
 from mediagate.domain.status import IN_FLIGHT, MediaStatus
@@ -43,7 +44,7 @@ async def purge_session(store: ObjectStore, session_id: uuid.UUID) -> int:
     operator), every object under the session's prefixes is removed, then the session
     and its rows. The audit events stay until their retention ends. Refused while a
     worker holds one of its items. Returns how many items it had."""
-    if await repo.session_organization(session_id) is None:
+    if await session_rows.session_organization(session_id) is None:
         raise NotFound("session not found")
     records = await repo.list_session_media(session_id, None)
     busy = [record.id for record in records if record.status in IN_FLIGHT]
@@ -58,7 +59,7 @@ async def purge_session(store: ObjectStore, session_id: uuid.UUID) -> int:
     strays = 0
     for prefix in (keys.UPLOADS_PREFIX, keys.PROCESSED_PREFIX):
         strays += await store.delete_prefix(f"{prefix}{session_id}/")
-    await repo.delete_session(session_id)
+    await session_rows.delete_session(session_id)
     log.info(
         "session purged",
         extra={"session_id": str(session_id), "items": len(records), "stray_objects": strays},

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from mediagate.db import media_rows as repo
+from mediagate.db import session_rows
 from mediagate.db.media_rows import MultipartColumns
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import UploadRequest
@@ -13,7 +14,7 @@ from mediagate.errors import Forbidden, LimitExceeded, NotFound
 
 
 async def authorize_session(principal: Principal, session_id: uuid.UUID) -> None:
-    organization = await repo.session_organization(session_id)
+    organization = await session_rows.session_organization(session_id)
     if organization is None:
         raise NotFound("session not found")
     if organization != principal.organization_id:
@@ -48,7 +49,7 @@ async def add_pending(
     if inserted is not None:
         return inserted
     await authorize_session(principal, session_id)  # raises the precise error
-    if await repo.session_item_count(session_id) >= max_items:
+    if await session_rows.session_item_count(session_id) >= max_items:
         raise LimitExceeded(
             f"the session has {max_items} items, the most it may have; use another session",
             limit="MAX_SESSION_ITEMS",

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol, Unpack
 
 from mediagate.config import Settings
+from mediagate.db import engine, session_rows
 from mediagate.db import media_rows as repo
-from mediagate.db.media_rows import MediaRecord
+from mediagate.db.media_rows import MediaChanges, MediaRecord
 from mediagate.domain import keys, validation
 from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
@@ -48,14 +49,14 @@ async def queue_for_processing(
     *,
     only_from: MediaStatus,
     actor: Actor,
-    **changes: Any,
+    **changes: Unpack[MediaChanges],
 ) -> MediaRecord | None:
     """Move the row to UPLOADED and publish its processing job, in one transaction.
 
     If the broker does not confirm the job, the change is rolled back: a row is never
     UPLOADED without its job. None when the row was not in `only_from` any more.
     """
-    async with repo.transaction():
+    async with engine.transaction():
         uploaded = await repo.transition(
             record.id, MediaStatus.UPLOADED, actor=actor, only_from=only_from, **changes
         )
@@ -327,7 +328,7 @@ class UploadService:
         """Users from the identity provider get a row on first use (uploaded_by references it)."""
         if principal in self._known_users:
             return
-        await repo.ensure_user(principal.user_id, principal.organization_id)
+        await session_rows.ensure_user(principal.user_id, principal.organization_id)
         if len(self._known_users) >= _KNOWN_USERS_LIMIT:
             self._known_users.clear()
         self._known_users.add(principal)

@@ -25,6 +25,7 @@ from pathlib import Path
 from minio.error import S3Error
 
 from mediagate.config import Settings
+from mediagate.db import locks
 from mediagate.db import media_rows as repo
 from mediagate.db.media_rows import MediaRecord
 from mediagate.domain import keys
@@ -126,7 +127,7 @@ class MediaPipeline:
         last_attempt = is_last_attempt(attempt, self._settings.retry)
         actor = Actor.worker(job_id=uuid.uuid4().hex)
         try:
-            async with repo.advisory_lock(file_key) as locked:
+            async with locks.advisory_lock(file_key) as locked:
                 if not locked:
                     return Done("another worker is processing this upload")
                 return await self._process(file_key, attempt, redelivered, actor)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.config import ReconcilerSettings
+from mediagate.db import locks, reconciliation
 from mediagate.db import media_rows as repo
 from mediagate.db.media_rows import MediaRecord
 from mediagate.domain import keys
@@ -117,8 +118,10 @@ class Reconciler:
         return findings
 
     async def _requeue_stuck(self, now: datetime, findings: Findings) -> None:
-        for record in await repo.stuck_in_flight(now - self._bounds.stuck_after, ROWS_PER_RUN):
-            async with repo.advisory_lock(record.file_key) as free:
+        for record in await reconciliation.stuck_in_flight(
+            now - self._bounds.stuck_after, ROWS_PER_RUN
+        ):
+            async with locks.advisory_lock(record.file_key) as free:
                 if not free:
                     continue  # its job is running right now
             if record.status is not MediaStatus.UPLOADED and await self._park_if_crashing(record):
@@ -133,8 +136,8 @@ class Reconciler:
         return await park_if_crashing(record, self._actor) is not None
 
     async def _settle_expired(self, now: datetime, findings: Findings) -> None:
-        for record in await repo.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):
-            async with repo.advisory_lock(completion_lock(record.file_key)) as free:
+        for record in await reconciliation.expired_pending(now - self._bounds.grace, ROWS_PER_RUN):
+            async with locks.advisory_lock(completion_lock(record.file_key)) as free:
                 if free:  # else a client is completing or aborting it right now
                     await self._settle(record, findings)
 
@@ -161,14 +164,14 @@ class Reconciler:
         if self._publisher is None:
             return
         await self._publisher.publish(ProcessJob(media_id, file_key, session_id))
-        await repo.mark_requeued(media_id, self._actor)
+        await reconciliation.mark_requeued(media_id, self._actor)
 
     async def _sweep_uploads(self, now: datetime, findings: Findings) -> None:
         """Objects under sessions/ that no row needs."""
         after = ""
         while page := await self._store.list_page(keys.UPLOADS_PREFIX, after, PAGE):
             after = page[-1][0]
-            needed = await repo.upload_keys_needed([key for key, _ in page])
+            needed = await reconciliation.upload_keys_needed([key for key, _ in page])
             for key, modified in page:
                 if key not in needed and modified < now - self._bounds.grace:
                     await self._delete_orphan(key, findings)
@@ -184,7 +187,7 @@ class Reconciler:
         ]
         if not stale:
             return
-        wanted = await repo.pending_upload_ids([upload.upload_id for upload in stale])
+        wanted = await reconciliation.pending_upload_ids([upload.upload_id for upload in stale])
         for upload in stale:
             if upload.upload_id in wanted:
                 continue
@@ -226,7 +229,7 @@ class Reconciler:
 
 
 async def _output_page(after: str) -> list[tuple[str, Any]]:
-    return [(key, None) for key in await repo.completed_outputs_after(after, PAGE)]
+    return [(key, None) for key in await reconciliation.completed_outputs_after(after, PAGE)]
 
 
 class _Pages:

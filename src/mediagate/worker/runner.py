@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
-from mediagate.db import media_rows as repo
+from mediagate.db import locks
 from mediagate.events import topology
 from mediagate.events.publisher import JobPublisher
 from mediagate.processing.images import reuse_image_memory
@@ -82,7 +82,7 @@ async def _reconcile_periodically(
     try:
         while True:
             try:
-                async with repo.advisory_lock(reconciler.LOCK_NAME) as mine:
+                async with locks.advisory_lock(reconciler.LOCK_NAME) as mine:
                     if mine:
                         findings = await Reconciler(store, publisher, bounds).run()
                         metrics.reconciled(findings.counts())
