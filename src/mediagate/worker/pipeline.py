@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +82,24 @@ class _Timings(dict[str, float]):
             yield
         finally:
             self[name] = self.get(name, 0.0) + time.perf_counter() - started
+
+
+@dataclass(slots=True)
+class _Job:
+    """One upload's job: its row as it moves on, who acts, how long each stage took."""
+
+    record: MediaRecord
+    actor: Actor
+    timings: _Timings = field(default_factory=_Timings)
+
+    async def move(self, target: MediaStatus) -> MediaRecord:
+        moved = await repo.transition(self.record.id, target, actor=self.actor)
+        if moved is None:
+            raise RuntimeError(
+                f"{self.record.id} could not move from {self.record.status} to {target}"
+            )
+        self.record = moved
+        return moved
 
 
 class MediaPipeline:
@@ -177,18 +195,15 @@ class MediaPipeline:
             return Done(f"already {record.status.value}")
         if record.status is MediaStatus.SCAN_FAILED:
             return Done("already SCAN_FAILED")
-        timings = _Timings()
+        job = _Job(record, actor)
         try:
-            if record.status is MediaStatus.PENDING_UPLOAD:
-                accepted = await self._accept(record, actor)
-                if accepted is None:
-                    return Done("the object is not in storage (yet)")
-                record = accepted
-            return await self._scan_and_sanitize(record, timings, actor)
+            if record.status is MediaStatus.PENDING_UPLOAD and not await self._accept(job):
+                return Done("the object is not in storage (yet)")
+            return await self._scan_and_sanitize(job)
         except _Rejected as rejection:
-            await self._reject(record, str(rejection), actor)
+            await self._reject(job, str(rejection))
             result = JobResult.VIRUS if isinstance(rejection, _Infected) else JobResult.REJECTED
-            return Done(f"rejected: {rejection}", dict(timings), result)
+            return Done(f"rejected: {rejection}", dict(job.timings), result)
 
     async def _park_if_it_keeps_crashing(
         self, record: MediaRecord, actor: Actor
@@ -209,11 +224,13 @@ class MediaPipeline:
         log.warning("orphan object deleted: no upload row", extra={"key": file_key})
         return Done("orphan deleted")
 
-    async def _accept(self, record: MediaRecord, actor: Actor) -> MediaRecord | None:
-        """The bucket event came before confirmUpload: apply confirmUpload's checks here."""
+    async def _accept(self, job: _Job) -> bool:
+        """The bucket event came before confirmUpload: apply confirmUpload's checks here.
+        False while the object is not in the store."""
+        record = job.record
         stored = await self._store.head(record.file_key)
         if stored is None:
-            return None
+            return False
         reason = upload_problem(self._settings, record, stored)
         if reason is not None:
             log.warning("orphan upload rejected", extra={"key": record.file_key, "reason": reason})
@@ -221,19 +238,22 @@ class MediaPipeline:
         moved = await repo.transition(
             record.id,
             MediaStatus.UPLOADED,
-            actor=actor,
+            actor=job.actor,
             only_from=MediaStatus.PENDING_UPLOAD,
             file_size=stored.size,
         )
-        return moved or await repo.find_by_key(record.file_key)
+        current = moved or await repo.find_by_key(record.file_key)
+        if current is None:
+            return False
+        job.record = current
+        return True
 
-    async def _scan_and_sanitize(
-        self, record: MediaRecord, timings: _Timings, actor: Actor
-    ) -> Outcome:
-        self._check_scratch_space(record)
+    async def _scan_and_sanitize(self, job: _Job) -> Outcome:
+        timings = job.timings
+        self._check_scratch_space(job.record)
         with job_scratch(self._scratch_root) as scratch:
             original = scratch / "original"
-            record = await self._move(record, MediaStatus.SCANNING, actor)
+            record = await job.move(MediaStatus.SCANNING)
             with timings.stage("download"):
                 checksum = await self._download(record, original)
             with timings.stage("inspect"):
@@ -248,7 +268,7 @@ class MediaPipeline:
                 if isinstance(verdict, Infected):
                     raise _Infected(f"virus detected: {verdict.signature}")
                 check_file_magic(original, record.content_type)
-                record = await self._move(record, MediaStatus.PROCESSING, actor)
+                record = await job.move(MediaStatus.PROCESSING)
                 with timings.stage("process"):
                     output = await decoding
             except UnacceptableMedia as error:
@@ -259,7 +279,7 @@ class MediaPipeline:
             with timings.stage("upload"):
                 final_key, poster_key = await self._store_output(record, output)
             with timings.stage("database"):
-                await self._complete(record, output, final_key, poster_key, checksum, actor)
+                await self._complete(job, output, final_key, poster_key, checksum)
             with timings.stage("delete_original"):
                 await self._store.delete(record.file_key)
         log.info(
@@ -279,12 +299,6 @@ class MediaPipeline:
 
     def _max_bytes(self, record: MediaRecord) -> int:
         return self._settings.uploads.max_bytes(MEDIA_TYPES[record.content_type].kind)
-
-    async def _move(self, record: MediaRecord, target: MediaStatus, actor: Actor) -> MediaRecord:
-        moved = await repo.transition(record.id, target, actor=actor)
-        if moved is None:
-            raise RuntimeError(f"{record.id} could not move from {record.status} to {target}")
-        return moved
 
     async def _download(self, record: MediaRecord, destination: Path) -> str:
         limit = self._max_bytes(record)
@@ -345,18 +359,13 @@ class MediaPipeline:
         return final_key, poster_key
 
     async def _complete(
-        self,
-        record: MediaRecord,
-        output: _Output,
-        final_key: str,
-        poster_key: str | None,
-        checksum: str,
-        actor: Actor,
+        self, job: _Job, output: _Output, final_key: str, poster_key: str | None, checksum: str
     ) -> None:
+        record = job.record
         completed = await repo.transition(
             record.id,
             MediaStatus.COMPLETED,
-            actor=actor,
+            actor=job.actor,
             processed_key=final_key,
             processed_content_type=output.content_type,
             poster_key=poster_key,
@@ -370,9 +379,10 @@ class MediaPipeline:
         if completed is None:
             raise RuntimeError(f"{record.id} could not be marked COMPLETED")
 
-    async def _reject(self, record: MediaRecord, reason: str, actor: Actor) -> None:
+    async def _reject(self, job: _Job, reason: str) -> None:
+        record = job.record
         rejected = await repo.transition(
-            record.id, MediaStatus.REJECTED, actor=actor, rejection_reason=reason
+            record.id, MediaStatus.REJECTED, actor=job.actor, rejection_reason=reason
         )
         if rejected is not None:
             log.info("media rejected", extra={"media_id": str(record.id), "reason": reason})
