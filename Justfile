@@ -36,6 +36,10 @@ check:
 test-js:
     cd clients/js && node --test test/
 
+# Format the browser client (prettier; `just check` checks it).
+format-js:
+    cd clients/js && npx prettier --write mediagate.js mediagate.d.ts test
+
 # Benchmarks on the real stack; they print their numbers (tools installed if missing).
 bench-api *args:
     source scripts/lib.sh && ensure_all && ensure_bench_tools

@@ -39,6 +39,7 @@ ensure_packages() {
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   # The browser client's unit tests, and the demo page's end-to-end test in a real browser.
   command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   command -v chromium >/dev/null || missing+=(chromium)
   # promtool for the alert rules' unit tests, and Prometheus to evaluate them for real.
   command -v promtool >/dev/null || missing+=(prometheus)

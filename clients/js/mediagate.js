@@ -61,6 +61,13 @@ export function createClient(options) {
 }
 
 export class MediagateClient {
+  #api
+  #follower
+  #concurrency
+  #multipartThreshold
+  #partConcurrency
+  #policyRequest = null
+
   constructor({
     endpoint,
     token,
@@ -76,34 +83,18 @@ export class MediagateClient {
   }) {
     if (!endpoint) throw new TypeError("createClient needs an endpoint")
     if (!token && !getToken) throw new TypeError("createClient needs a token or getToken")
-    this.endpoint = endpoint
-    this.websocketEndpoint = websocketEndpoint ?? endpoint.replace(/^http/, "ws")
-    this.getToken = getToken ?? (async () => token)
-    this.retries = retries
-    this.backoffMs = backoffMs
-    this.pollIntervalMs = pollIntervalMs
-    this.concurrency = concurrency
-    this.multipartThreshold = multipartThreshold
-    this.partConcurrency = partConcurrency
-    this.transport = {
-      fetch: transport.fetch ?? globalThis.fetch?.bind(globalThis),
-      XMLHttpRequest: transport.XMLHttpRequest ?? globalThis.XMLHttpRequest,
-      WebSocket: "WebSocket" in transport ? transport.WebSocket : globalThis.WebSocket,
-      setTimeout: transport.setTimeout ?? globalThis.setTimeout.bind(globalThis),
-      clearTimeout: transport.clearTimeout ?? globalThis.clearTimeout.bind(globalThis),
-      random: transport.random ?? Math.random,
-      storage: "storage" in transport ? transport.storage : globalThis.localStorage,
-    }
-    this.live = null
-    this.sessions = new Map()
-    this.policyRequest = null
+    this.#api = new Api({ endpoint, getToken: getToken ?? (async () => token), retries, backoffMs, transport })
+    this.#follower = new StatusFollower(this.#api, websocketEndpoint ?? endpoint.replace(/^http/, "ws"), pollIntervalMs)
+    this.#concurrency = concurrency
+    this.#multipartThreshold = multipartThreshold
+    this.#partConcurrency = partConcurrency
   }
 
   // The server's upload policy, asked once.
   policy() {
-    this.policyRequest ??= this.request(POLICY_QUERY).then((data) => data.uploadPolicy)
-    this.policyRequest.catch(() => (this.policyRequest = null))
-    return this.policyRequest
+    this.#policyRequest ??= this.request(POLICY_QUERY).then((data) => data.uploadPolicy)
+    this.#policyRequest.catch(() => (this.#policyRequest = null))
+    return this.#policyRequest
   }
 
   // Uploads one file; resolves with its final Media (COMPLETED, REJECTED or SCAN_FAILED).
@@ -113,162 +104,11 @@ export class MediagateClient {
     checkFile(file, type, await this.policy())
     const variables = { sessionId, filename: file.name, contentType: type, stage }
     const confirmed =
-      file.size > this.multipartThreshold
-        ? await this.uploadInParts(file, variables, { alt, onProgress, signal })
-        : await this.uploadWhole(file, variables, { alt, onProgress, signal })
+      file.size > this.#multipartThreshold
+        ? await this.#uploadInParts(file, variables, { alt, onProgress, signal })
+        : await this.#uploadWhole(file, variables, { alt, onProgress, signal })
     onStatus?.(confirmed)
-    return this.follow(confirmed.id, sessionId, { onStatus, signal })
-  }
-
-  // One PUT, then confirmUpload.
-  async uploadWhole(file, variables, { alt, onProgress, signal }) {
-    const { sessionId, stage, contentType } = variables
-    const fileKey = await this.put(file, contentType, variables, { onProgress, signal })
-    throwIfAborted(signal)
-    const { confirmUpload } = await this.retrying(
-      () => this.request(CONFIRM_UPLOAD, { sessionId, fileKey, stage, alt }),
-      signal,
-    )
-    return confirmUpload
-  }
-
-  // Parts, `partConcurrency` at a time, each retried, then completeMultipartUpload. The
-  // upload's ids are kept in storage (localStorage) under the file's name, size and
-  // date, so a page reloaded mid-way picks up where the store's parts end.
-  async uploadInParts(file, variables, { alt, onProgress, signal }) {
-    const upload = await this.openUpload(file, variables, signal)
-    const loaded = new Map([...upload.done].map(([number, part]) => [number, part.size]))
-    const report = () => {
-      let sum = 0
-      for (const bytes of loaded.values()) sum += bytes
-      onProgress?.({ loaded: sum, total: file.size })
-    }
-    report()
-    const pending = []
-    for (let number = 1; number <= upload.partCount; number++) {
-      if (!upload.done.has(number)) pending.push(number)
-    }
-    const sendNext = async () => {
-      for (let number = pending.shift(); number; number = pending.shift()) {
-        const start = (number - 1) * upload.partSize
-        const blob = file.slice(start, Math.min(start + upload.partSize, file.size))
-        const etag = await this.retrying(async () => {
-          const url = await this.partUrl(upload, number, pending)
-          try {
-            return await this.send(url, blob, null, {
-              onProgress: (progress) => {
-                loaded.set(number, progress.loaded)
-                report()
-              },
-              signal,
-            })
-          } catch (error) {
-            if (error.code === "URL_EXPIRED") upload.urls.delete(number)
-            throw error
-          }
-        }, signal)
-        if (!etag) {
-          throw new MediagateError("the store does not show this page the part's ETag (CORS ExposeHeaders)", {
-            code: "UPLOAD_REFUSED",
-          })
-        }
-        upload.done.set(number, { etag, size: blob.size })
-        loaded.set(number, blob.size)
-        report()
-      }
-    }
-    try {
-      const senders = Math.max(1, Math.min(this.partConcurrency, pending.length))
-      await Promise.all(Array.from({ length: senders }, sendNext))
-      const parts = [...upload.done].sort(([a], [b]) => a - b).map(([partNumber, { etag }]) => ({ partNumber, etag }))
-      const { completeMultipartUpload } = await this.retrying(
-        () => this.request(COMPLETE_MULTIPART, { ...upload.ids, parts, stage: variables.stage, alt }),
-        signal,
-      )
-      this.forgetUpload(upload)
-      return completeMultipartUpload
-    } catch (error) {
-      if (error.code === "ABORTED") {
-        this.forgetUpload(upload)
-        this.request(ABORT_MULTIPART, upload.ids).catch(() => {})
-      }
-      throw error
-    }
-  }
-
-  // The upload this file was in the middle of (the parts the store holds), or a new one.
-  async openUpload(file, variables, signal) {
-    const resumeKey = `${RESUME_PREFIX}${variables.sessionId}:${file.name}:${file.size}:${file.lastModified}`
-    const saved = this.readSaved(resumeKey)
-    if (saved) {
-      const ids = { sessionId: variables.sessionId, fileKey: saved.fileKey, uploadId: saved.uploadId }
-      try {
-        const { uploadedParts } = await this.retrying(() => this.request(UPLOADED_PARTS, ids), signal)
-        const done = new Map(uploadedParts.map((part) => [part.partNumber, { etag: part.etag, size: part.size }]))
-        return { ...saved, ids, resumeKey, done, urls: new Map() }
-      } catch (error) {
-        // Completed, aborted or expired meanwhile: start afresh.
-        if (!["CONFLICT", "NOT_FOUND"].includes(error.code)) throw error
-        this.transport.storage?.removeItem(resumeKey)
-      }
-    }
-    const { startMultipartUpload: started } = await this.retrying(
-      () => this.request(START_MULTIPART, { ...variables, size: String(file.size) }),
-      signal,
-    )
-    const { fileKey, uploadId, partSize, partCount } = started
-    const upload = {
-      fileKey,
-      uploadId,
-      partSize,
-      partCount,
-      ids: { sessionId: variables.sessionId, fileKey, uploadId },
-      resumeKey,
-      done: new Map(),
-      urls: new Map(),
-    }
-    this.keepUrls(upload, started.parts, started.expiresIn)
-    this.transport.storage?.setItem(resumeKey, JSON.stringify({ fileKey, uploadId, partSize, partCount }))
-    return upload
-  }
-
-  readSaved(resumeKey) {
-    try {
-      return JSON.parse(this.transport.storage?.getItem(resumeKey) ?? "null")
-    } catch {
-      return null
-    }
-  }
-
-  forgetUpload(upload) {
-    this.transport.storage?.removeItem(upload.resumeKey)
-  }
-
-  // A valid URL for this part, asking for a batch (this part and those queued after it)
-  // when it has none; parallel senders share one request.
-  async partUrl(upload, number, pending) {
-    const valid = (n) => {
-      const known = upload.urls.get(n)
-      return known && Date.now() < known.expiresAt - EXPIRY_MARGIN_MS ? known.url : null
-    }
-    while (!valid(number)) {
-      if (!upload.signing) {
-        const partNumbers = [number, ...pending.filter((n) => !valid(n))].slice(0, PART_URL_BATCH)
-        upload.signing = Promise.all([
-          this.request(UPLOAD_PART_URLS, { ...upload.ids, partNumbers }),
-          this.policy(),
-        ])
-          .then(([{ uploadPartUrls }, policy]) => this.keepUrls(upload, uploadPartUrls, policy.uploadUrlExpiresIn))
-          .finally(() => (upload.signing = null))
-      }
-      await upload.signing
-    }
-    return valid(number)
-  }
-
-  keepUrls(upload, parts, expiresIn) {
-    const expiresAt = Date.now() + expiresIn * 1000
-    for (const { partNumber, url } of parts) upload.urls.set(partNumber, { url, expiresAt })
+    return this.#follower.follow(confirmed.id, sessionId, { onStatus, signal })
   }
 
   // Uploads several files, at most `concurrency` at a time; resolves like Promise.allSettled.
@@ -289,17 +129,63 @@ export class MediagateClient {
         )
       }
     }
-    const workers = Math.max(1, Math.min(this.concurrency, queue.length))
+    const workers = Math.max(1, Math.min(this.#concurrency, queue.length))
     await Promise.all(Array.from({ length: workers }, worker))
     return results
   }
 
   // One GraphQL request over HTTP; resolves with `data`, rejects with a MediagateError.
+  request(query, variables = {}) {
+    return this.#api.request(query, variables)
+  }
+
+  // One PUT, then confirmUpload.
+  async #uploadWhole(file, variables, { alt, onProgress, signal }) {
+    const { sessionId, stage, contentType } = variables
+    const fileKey = await this.#api.put(file, contentType, variables, { onProgress, signal })
+    throwIfAborted(signal)
+    const { confirmUpload } = await this.#api.retrying(
+      () => this.request(CONFIRM_UPLOAD, { sessionId, fileKey, stage, alt }),
+      signal,
+    )
+    return confirmUpload
+  }
+
+  async #uploadInParts(file, variables, { alt, onProgress, signal }) {
+    const upload = await MultipartUpload.open(this.#api, file, variables, signal)
+    return upload.send(file, { stage: variables.stage, alt, onProgress, signal }, this.#partConcurrency, () =>
+      this.policy(),
+    )
+  }
+}
+
+// The HTTP side every part uses: GraphQL requests, PUTs to the store, retries.
+class Api {
+  #endpoint
+  #retries
+  #backoffMs
+
+  constructor({ endpoint, getToken, retries, backoffMs, transport }) {
+    this.#endpoint = endpoint
+    this.getToken = getToken
+    this.#retries = retries
+    this.#backoffMs = backoffMs
+    this.transport = {
+      fetch: transport.fetch ?? globalThis.fetch?.bind(globalThis),
+      XMLHttpRequest: transport.XMLHttpRequest ?? globalThis.XMLHttpRequest,
+      WebSocket: "WebSocket" in transport ? transport.WebSocket : globalThis.WebSocket,
+      setTimeout: transport.setTimeout ?? globalThis.setTimeout.bind(globalThis),
+      clearTimeout: transport.clearTimeout ?? globalThis.clearTimeout.bind(globalThis),
+      random: transport.random ?? Math.random,
+      storage: "storage" in transport ? transport.storage : globalThis.localStorage,
+    }
+  }
+
   async request(query, variables = {}) {
     const token = await this.getToken()
     let response
     try {
-      response = await this.transport.fetch(this.endpoint, {
+      response = await this.transport.fetch(this.#endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
         body: JSON.stringify({ query, variables }),
@@ -373,13 +259,13 @@ export class MediagateClient {
       try {
         return await attempt()
       } catch (error) {
-        if (!isTransient(error) || failures >= this.retries || signal?.aborted) throw error
-        await this.wait(this.backoffMs * 2 ** failures * (0.5 + this.transport.random() / 2), signal)
+        if (!isTransient(error) || failures >= this.#retries || signal?.aborted) throw error
+        await this.#wait(this.#backoffMs * 2 ** failures * (0.5 + this.transport.random() / 2), signal)
       }
     }
   }
 
-  wait(ms, signal) {
+  #wait(ms, signal) {
     return new Promise((resolve, reject) => {
       const timer = this.transport.setTimeout(() => {
         signal?.removeEventListener("abort", cancel)
@@ -392,8 +278,166 @@ export class MediagateClient {
       signal?.addEventListener("abort", cancel, { once: true })
     })
   }
+}
 
-  // The media's status until it is final: pushed by subscription, else polled.
+// One file sent in parts, `partConcurrency` at a time, each retried, then
+// completeMultipartUpload. Its ids are kept in storage (localStorage) under the file's
+// name, size and date, so a page reloaded mid-way picks up where the store's parts end.
+class MultipartUpload {
+  #api
+  #resumeKey
+  #urls = new Map()
+  #signing = null
+
+  constructor(api, { fileKey, uploadId, partSize, partCount, sessionId, resumeKey, done }) {
+    this.#api = api
+    this.ids = { sessionId, fileKey, uploadId }
+    this.partSize = partSize
+    this.partCount = partCount
+    this.done = done
+    this.#resumeKey = resumeKey
+  }
+
+  // The upload this file was in the middle of (the parts the store holds), or a new one.
+  static async open(api, file, variables, signal) {
+    const { sessionId } = variables
+    const resumeKey = `${RESUME_PREFIX}${sessionId}:${file.name}:${file.size}:${file.lastModified}`
+    const saved = readSaved(api.transport.storage, resumeKey)
+    if (saved) {
+      const ids = { sessionId, fileKey: saved.fileKey, uploadId: saved.uploadId }
+      try {
+        const { uploadedParts } = await api.retrying(() => api.request(UPLOADED_PARTS, ids), signal)
+        const done = new Map(uploadedParts.map((part) => [part.partNumber, { etag: part.etag, size: part.size }]))
+        return new MultipartUpload(api, { ...saved, sessionId, resumeKey, done })
+      } catch (error) {
+        // Completed, aborted or expired meanwhile: start afresh.
+        if (!["CONFLICT", "NOT_FOUND"].includes(error.code)) throw error
+        api.transport.storage?.removeItem(resumeKey)
+      }
+    }
+    const { startMultipartUpload: started } = await api.retrying(
+      () => api.request(START_MULTIPART, { ...variables, size: String(file.size) }),
+      signal,
+    )
+    const { fileKey, uploadId, partSize, partCount } = started
+    const upload = new MultipartUpload(api, {
+      fileKey,
+      uploadId,
+      partSize,
+      partCount,
+      sessionId,
+      resumeKey,
+      done: new Map(),
+    })
+    upload.#keepUrls(started.parts, started.expiresIn)
+    api.transport.storage?.setItem(resumeKey, JSON.stringify({ fileKey, uploadId, partSize, partCount }))
+    return upload
+  }
+
+  async send(file, { stage, alt, onProgress, signal }, partConcurrency, policy) {
+    const loaded = new Map([...this.done].map(([number, part]) => [number, part.size]))
+    const report = () => {
+      let sum = 0
+      for (const bytes of loaded.values()) sum += bytes
+      onProgress?.({ loaded: sum, total: file.size })
+    }
+    report()
+    const pending = []
+    for (let number = 1; number <= this.partCount; number++) {
+      if (!this.done.has(number)) pending.push(number)
+    }
+    const sendNext = async () => {
+      for (let number = pending.shift(); number; number = pending.shift()) {
+        const start = (number - 1) * this.partSize
+        const blob = file.slice(start, Math.min(start + this.partSize, file.size))
+        const etag = await this.#api.retrying(async () => {
+          const url = await this.#partUrl(number, pending, policy)
+          try {
+            return await this.#api.send(url, blob, null, {
+              onProgress: (progress) => {
+                loaded.set(number, progress.loaded)
+                report()
+              },
+              signal,
+            })
+          } catch (error) {
+            if (error.code === "URL_EXPIRED") this.#urls.delete(number)
+            throw error
+          }
+        }, signal)
+        if (!etag) {
+          throw new MediagateError("the store does not show this page the part's ETag (CORS ExposeHeaders)", {
+            code: "UPLOAD_REFUSED",
+          })
+        }
+        this.done.set(number, { etag, size: blob.size })
+        loaded.set(number, blob.size)
+        report()
+      }
+    }
+    try {
+      const senders = Math.max(1, Math.min(partConcurrency, pending.length))
+      await Promise.all(Array.from({ length: senders }, sendNext))
+      const parts = [...this.done].sort(([a], [b]) => a - b).map(([partNumber, { etag }]) => ({ partNumber, etag }))
+      const { completeMultipartUpload } = await this.#api.retrying(
+        () => this.#api.request(COMPLETE_MULTIPART, { ...this.ids, parts, stage, alt }),
+        signal,
+      )
+      this.#forget()
+      return completeMultipartUpload
+    } catch (error) {
+      if (error.code === "ABORTED") {
+        this.#forget()
+        this.#api.request(ABORT_MULTIPART, this.ids).catch(() => {})
+      }
+      throw error
+    }
+  }
+
+  #forget() {
+    this.#api.transport.storage?.removeItem(this.#resumeKey)
+  }
+
+  // A valid URL for this part, asking for a batch (this part and those queued after it)
+  // when it has none; parallel senders share one request.
+  async #partUrl(number, pending, policy) {
+    const valid = (n) => {
+      const known = this.#urls.get(n)
+      return known && Date.now() < known.expiresAt - EXPIRY_MARGIN_MS ? known.url : null
+    }
+    while (!valid(number)) {
+      if (!this.#signing) {
+        const partNumbers = [number, ...pending.filter((n) => !valid(n))].slice(0, PART_URL_BATCH)
+        this.#signing = Promise.all([this.#api.request(UPLOAD_PART_URLS, { ...this.ids, partNumbers }), policy()])
+          .then(([{ uploadPartUrls }, { uploadUrlExpiresIn }]) => this.#keepUrls(uploadPartUrls, uploadUrlExpiresIn))
+          .finally(() => (this.#signing = null))
+      }
+      await this.#signing
+    }
+    return valid(number)
+  }
+
+  #keepUrls(parts, expiresIn) {
+    const expiresAt = Date.now() + expiresIn * 1000
+    for (const { partNumber, url } of parts) this.#urls.set(partNumber, { url, expiresAt })
+  }
+}
+
+// A media item's status until it is final: pushed by subscription (one per session,
+// shared by the uploads that wait on its media), else polled.
+class StatusFollower {
+  #api
+  #websocketEndpoint
+  #pollIntervalMs
+  #live = null
+  #sessions = new Map()
+
+  constructor(api, websocketEndpoint, pollIntervalMs) {
+    this.#api = api
+    this.#websocketEndpoint = websocketEndpoint
+    this.#pollIntervalMs = pollIntervalMs
+  }
+
   follow(mediaId, sessionId, { onStatus, signal }) {
     return new Promise((resolve, reject) => {
       let stop = () => {}
@@ -412,70 +456,87 @@ export class MediagateClient {
       }
       const poll = () => {
         stop()
-        stop = this.poll(mediaId, seen, fail)
+        stop = this.#poll(mediaId, seen, fail)
       }
-      if (!this.transport.WebSocket) return poll()
-      stop = this.watch(sessionId, mediaId, {
+      if (!this.#api.transport.WebSocket) return poll()
+      stop = this.#watch(sessionId, mediaId, {
         next: seen,
         error: (error) => (error.code === "SOCKET_CLOSED" ? poll() : fail(error)),
       })
     })
   }
 
-  // One subscription per session, shared by the uploads that wait on its media.
-  watch(sessionId, mediaId, handlers) {
-    let session = this.sessions.get(sessionId)
+  #watch(sessionId, mediaId, handlers) {
+    let session = this.#sessions.get(sessionId)
     if (!session) {
       session = { handlers: new Map(), stop: () => {} }
       const watched = session
-      this.sessions.set(sessionId, watched)
+      this.#sessions.set(sessionId, watched)
       try {
-        watched.stop = this.liveSocket().subscribe(MEDIA_UPDATED, { sessionId }, {
-          next: (data) => watched.handlers.get(data.mediaUpdated.id)?.next(data.mediaUpdated),
-          error: (error) => {
-            this.sessions.delete(sessionId)
-            for (const handler of [...watched.handlers.values()]) handler.error(error)
+        watched.stop = this.#liveSocket().subscribe(
+          MEDIA_UPDATED,
+          { sessionId },
+          {
+            next: (data) => watched.handlers.get(data.mediaUpdated.id)?.next(data.mediaUpdated),
+            error: (error) => {
+              this.#sessions.delete(sessionId)
+              for (const handler of [...watched.handlers.values()]) handler.error(error)
+            },
           },
-        })
+        )
       } catch (cause) {
-        this.sessions.delete(sessionId)
+        this.#sessions.delete(sessionId)
         queueMicrotask(() => handlers.error(new MediagateError("no live connection", { code: "SOCKET_CLOSED", cause })))
       }
     }
     session.handlers.set(mediaId, handlers)
     return () => {
       if (session.handlers.delete(mediaId) && session.handlers.size === 0) {
-        if (this.sessions.get(sessionId) === session) this.sessions.delete(sessionId)
+        if (this.#sessions.get(sessionId) === session) this.#sessions.delete(sessionId)
         session.stop()
       }
     }
   }
 
-  poll(mediaId, seen, fail) {
+  #poll(mediaId, seen, fail) {
     let timer = null
     let stopped = false
+    const { transport } = this.#api
     const check = async () => {
       try {
-        const { media } = await this.retrying(() => this.request(MEDIA_QUERY, { id: mediaId }))
+        const { media } = await this.#api.retrying(() => this.#api.request(MEDIA_QUERY, { id: mediaId }))
         if (stopped) return
         seen(media)
       } catch (error) {
         return fail(error)
       }
-      if (!stopped) timer = this.transport.setTimeout(check, this.pollIntervalMs)
+      if (!stopped) timer = transport.setTimeout(check, this.#pollIntervalMs)
     }
     check()
     return () => {
       stopped = true
-      if (timer !== null) this.transport.clearTimeout(timer)
+      if (timer !== null) transport.clearTimeout(timer)
     }
   }
 
-  liveSocket() {
-    this.live ??= new LiveSocket(this.websocketEndpoint, this.getToken, this.transport.WebSocket, (socket) => {
-      if (this.live === socket) this.live = null
-    })
-    return this.live
+  #liveSocket() {
+    this.#live ??= new LiveSocket(
+      this.#websocketEndpoint,
+      this.#api.getToken,
+      this.#api.transport.WebSocket,
+      (socket) => {
+        if (this.#live === socket) this.#live = null
+      },
+    )
+    return this.#live
+  }
+}
+
+function readSaved(storage, resumeKey) {
+  try {
+    return JSON.parse(storage?.getItem(resumeKey) ?? "null")
+  } catch {
+    return null
   }
 }
 

@@ -18,8 +18,7 @@ const POLICY = {
   uploadUrlExpiresIn: 300,
 }
 
-const photo = (name = "photo.jpg", size = 100, type = "image/jpeg") =>
-  new File([new Uint8Array(size)], name, { type })
+const photo = (name = "photo.jpg", size = 100, type = "image/jpeg") => new File([new Uint8Array(size)], name, { type })
 
 // A GraphQL API answering by operation; `answers` may override any of them.
 function fakeApi(answers = {}) {
@@ -29,7 +28,9 @@ function fakeApi(answers = {}) {
     uploadPolicy: () => ({ uploadPolicy: POLICY }),
     getUploadUrl: () => {
       tickets += 1
-      return { getUploadUrl: { uploadUrl: `https://s3.test/put/${tickets}`, fileKey: `key-${tickets}`, expiresIn: 300 } }
+      return {
+        getUploadUrl: { uploadUrl: `https://s3.test/put/${tickets}`, fileKey: `key-${tickets}`, expiresIn: 300 },
+      }
     },
     confirmUpload: () => ({ confirmUpload: { id: "m1", status: "UPLOADED" } }),
     media: () => ({ media: { id: "m1", status: "COMPLETED", url: "https://s3.test/get" } }),
@@ -109,11 +110,18 @@ function instantTimers() {
   }
 }
 
-function client({ api = fakeApi(), xhr = fakeXhr([]), timers = instantTimers(), WebSocket = null, ...options } = {}) {
+function client({
+  api = fakeApi(),
+  xhr = fakeXhr([]),
+  timers = instantTimers(),
+  WebSocket = null,
+  storage = null,
+  ...options
+} = {}) {
   return createClient({
     endpoint: "https://api.test/graphql",
     token: "t0ken",
-    transport: { fetch: api.fetch, XMLHttpRequest: xhr.XMLHttpRequest, WebSocket, ...timers, random: () => 1 },
+    transport: { fetch: api.fetch, XMLHttpRequest: xhr.XMLHttpRequest, WebSocket, ...timers, random: () => 1, storage },
     ...options,
   })
 }
@@ -233,7 +241,8 @@ function fakeWebSocket(updates, { closeAfterAck = false } = {}) {
         this.emit({ type: "connection_ack" })
       }
       if (message.type === "subscribe") {
-        for (const media of updates) this.emit({ id: message.id, type: "next", payload: { data: { mediaUpdated: media } } })
+        for (const media of updates)
+          this.emit({ id: message.id, type: "next", payload: { data: { mediaUpdated: media } } })
       }
     }
     close(code) {
@@ -300,7 +309,10 @@ test("uploadAll keeps to its concurrency and reports each file", async () => {
     onStatus: (file) => seen.add(file.name),
   })
   assert.equal(most, 2)
-  assert.deepEqual(results.map((result) => result.status), [...Array(7).fill("fulfilled"), "rejected"])
+  assert.deepEqual(
+    results.map((result) => result.status),
+    [...Array(7).fill("fulfilled"), "rejected"],
+  )
   assert.equal(results.at(-1).reason.field, "contentType")
   assert.equal(seen.size, 7)
 })
@@ -345,8 +357,7 @@ test("a file above the threshold goes in parts, a failed part is sent again", as
   const xhr = fakeXhr(["network"])
   const storage = memoryStorage()
   const progress = []
-  const uploader = client({ api, xhr, multipartThreshold: 1000 })
-  uploader.transport.storage = storage
+  const uploader = client({ api, xhr, multipartThreshold: 1000, storage })
   const media = await uploader.upload(video(2500), { sessionId: "s1", onProgress: (p) => progress.push(p) })
 
   assert.equal(media.status, "COMPLETED")
@@ -384,8 +395,7 @@ test("a reloaded page resumes the upload from the parts the store holds", async 
     }),
   })
   const xhr = fakeXhr([])
-  const uploader = client({ api, xhr, multipartThreshold: 1000 })
-  uploader.transport.storage = storage
+  const uploader = client({ api, xhr, multipartThreshold: 1000, storage })
 
   await uploader.upload(video(2500), { sessionId: "s1" })
 
@@ -408,8 +418,7 @@ test("an upload that cannot be resumed any more starts afresh", async () => {
   const saved = { fileKey: "old-key", uploadId: "gone", partSize: 1000, partCount: 3 }
   const storage = memoryStorage({ "mediagate:upload:s1:car.mp4:2500:42": JSON.stringify(saved) })
   const api = multipartApi({ uploadedParts: () => graphqlError("the upload is REJECTED", "CONFLICT") })
-  const uploader = client({ api, xhr: fakeXhr([]), multipartThreshold: 1000 })
-  uploader.transport.storage = storage
+  const uploader = client({ api, xhr: fakeXhr([]), multipartThreshold: 1000, storage })
 
   await uploader.upload(video(2500), { sessionId: "s1" })
 
