@@ -132,7 +132,9 @@ async def test_subscribers_that_never_read_are_dropped_though_nothing_changes(
             lambda: _subscriptions_are(served, 0), "stalled subscribers were never dropped"
         )
     dropped = await api_metric(served.url, "mediagate_slow_subscribers_dropped_total")
-    assert dropped - dropped_before == 3 * OPERATIONS
+    # At least one per socket: the first dropped closes its socket, and a sibling not
+    # yet past the timeout then ends with the socket rather than by a drop.
+    assert 3 <= dropped - dropped_before <= 3 * OPERATIONS
 
 
 async def test_a_subscriber_that_resets_mid_send_is_no_error_in_the_log(
