@@ -173,9 +173,11 @@ class MultipartService:
         validation.validate_alt(alt)
         if stage is not None:
             validation.normalise_stage(stage)
+        # Found (the caller's, this upload) before the lock, so that nobody else's call
+        # can hold it; read again under it.
         await self._find(principal, session_id, file_key, upload_id)
         async with _one_call_at_a_time(file_key):
-            record = await self._find(principal, session_id, file_key, upload_id)
+            record = await self._upload_row(principal, session_id, file_key, upload_id)
             if record.status is MediaStatus.REJECTED and record.rejection_reason in NEVER_ASSEMBLED:
                 raise Conflict(f"{record.rejection_reason}; it can no longer be completed")
             if record.status is MediaStatus.PENDING_UPLOAD:
@@ -213,9 +215,11 @@ class MultipartService:
     ) -> MediaView:
         """Drop the parts and close the row as REJECTED; aborting a closed upload again
         answers the same."""
+        # Found (the caller's, this upload) before the lock, so that nobody else's call
+        # can hold it; read again under it.
         await self._find(principal, session_id, file_key, upload_id)
         async with _one_call_at_a_time(file_key):
-            record = await self._find(principal, session_id, file_key, upload_id)
+            record = await self._upload_row(principal, session_id, file_key, upload_id)
             if record.status is MediaStatus.PENDING_UPLOAD:
                 await self._abort_in_store(record)
                 closed = await repo.transition(
@@ -225,7 +229,9 @@ class MultipartService:
                     only_from=MediaStatus.PENDING_UPLOAD,
                     rejection_reason=ABORTED,
                 )
-                record = closed or await self._find(principal, session_id, file_key, upload_id)
+                record = closed or await self._upload_row(
+                    principal, session_id, file_key, upload_id
+                )
         if record.status is not MediaStatus.REJECTED:
             raise Conflict(f"the upload is {record.status.value}; it can no longer be aborted")
         return to_view(record, url=None, poster_url=None)
@@ -245,6 +251,12 @@ class MultipartService:
         self, principal: Principal, session_id: uuid.UUID, file_key: str, upload_id: str
     ) -> MediaRecord:
         await authorize_session(principal, session_id)
+        return await self._upload_row(principal, session_id, file_key, upload_id)
+
+    async def _upload_row(
+        self, principal: Principal, session_id: uuid.UUID, file_key: str, upload_id: str
+    ) -> MediaRecord:
+        """The upload's row in an authorized session."""
         record = await repo.find_in_session(file_key, session_id, principal.organization_id)
         if record is None or record.upload_id != upload_id:
             raise NotFound("upload not found")
