@@ -300,9 +300,10 @@ class UploadService:
         stage_name = validation.normalise_stage(stage) if stage is not None else None
         limit = validation.check_page_size(first)
         await authorize_session(principal, session_id)
-        if after is not None and not await repo.is_in_session(after, session_id):
-            raise BadUserInput("after is not an item of this session", field="after")
         records = await repo.session_media_page(session_id, stage_name, after, limit)
+        # An empty page after an item that is not the session's is the caller's mistake.
+        if not records and after is not None and not await repo.is_in_session(after, session_id):
+            raise BadUserInput("after is not an item of this session", field="after")
         return [self._view(record) for record in records]
 
     async def views_of_media(self, media_ids: list[uuid.UUID]) -> list[MediaView]:
