@@ -57,21 +57,28 @@ class _Follower:
         self.offer(list(offered.values()))
 
     def check_stall(self, now: float) -> None:
-        if not self.dropped and self.pending:
-            self._settle(now)
+        if self.waiting_since is not None and not self.dropped and self._over(now):
+            self._drop()
 
     def _settle(self, now: float) -> None:
         if not self.pending:
             return
         if self.waiting_since is None:
             self.waiting_since = now
+        if self._over(now):
+            self._drop()
+        else:
+            self.arrived.set()
+
+    def _over(self, now: float) -> bool:
+        assert self.waiting_since is not None
         stalled = now - self.waiting_since > self.limits.stall_timeout
-        if stalled or len(self.pending) > self.limits.queue_limit:
-            self.dropped = True
-            self.pending.clear()
-            self.on_overflow()
-            return
-        self.arrived.set()
+        return stalled or len(self.pending) > self.limits.queue_limit
+
+    def _drop(self) -> None:
+        self.dropped = True
+        self.pending.clear()
+        self.on_overflow()
 
     async def take(self) -> MediaView:
         while not self.pending:
