@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,13 +105,7 @@ class Clamd:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"clamd exited with {self._process.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("clamd did not answer PING")
-            time.sleep(0.05)
+        _wait_until_up(self._process, self.answers, "clamd did not answer PING", timeout, 0.05)
 
     def answers(self) -> bool:
         try:
@@ -236,13 +230,9 @@ class RabbitNode:
         self._process = subprocess.Popen(
             [str(script)], env=self._env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + timeout
-        while not self._accepts():
-            if self._process.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited with {self._process.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError("the RabbitMQ node did not open its port")
-            time.sleep(0.2)
+        _wait_until_up(
+            self._process, self._accepts, "the RabbitMQ node did not open its port", timeout, 0.2
+        )
 
     def _accepts(self) -> bool:
         with socket.socket() as probe:
@@ -270,3 +260,20 @@ class RabbitNode:
             except subprocess.TimeoutExpired:
                 self._process.kill()
             self._process = None
+
+
+def _wait_until_up(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    never: str,
+    timeout: float,
+    interval: float,
+) -> None:
+    """Until `ready()`: fails at once if the daemon exits, with `never` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(never)
+        time.sleep(interval)
