@@ -15,10 +15,10 @@ from mediagate.domain.multipart import Part
 from mediagate.domain.principal import Principal
 from mediagate.errors import BadUserInput
 from mediagate.services import audit
-from mediagate.services.audit import AuditConnection
 from mediagate.services.live_updates import FollowerStream
 from mediagate.services.media_view import MediaView
 from mediagate.services.multipart import MultipartTicket, PartUrl
+from mediagate.services.paging import Connection
 from mediagate.services.uploads import UploadPolicy, UploadTicket
 
 T = TypeVar("T")
@@ -194,7 +194,7 @@ async def audit_events(
     sessionId: uuid.UUID | None = None,
     mediaId: uuid.UUID | None = None,
     after: str | None = None,
-) -> AuditConnection:
+) -> Connection[AuditRecord]:
     return await audit.audit_events(
         principal, session_id=sessionId, media_id=mediaId, first=first, after=after
     )

@@ -3,10 +3,7 @@ dropping what is older than the retention period."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mediagate.db import audit_rows, session_rows
@@ -14,53 +11,13 @@ from mediagate.db.audit_rows import AuditRecord
 from mediagate.domain.principal import Principal
 from mediagate.domain.validation import check_page_size
 from mediagate.errors import BadUserInput, Forbidden
+from mediagate.services.paging import Connection, connection, decode_id_cursor, encode_cursor
 
-_CURSOR_PREFIX = "audit:"
-_MAX_EVENT_ID = 2**63 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEdge:
-    cursor: str
-    node: AuditRecord
-
-
-@dataclass(frozen=True, slots=True)
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditConnection:
-    """A page of events in the shape of a GraphQL connection."""
-
-    edges: list[AuditEdge]
-    page_info: PageInfo
+_CURSOR_KIND = "audit"
 
 
 def cursor_of(event: AuditRecord) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{event.id}".encode()).decode()
-
-
-def _after_id(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    try:
-        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        decoded = ""
-    digits = decoded.removeprefix(_CURSOR_PREFIX)
-    if decoded.startswith(_CURSOR_PREFIX) and _is_event_id(digits):
-        return int(digits)
-    raise BadUserInput("after is not a cursor this API issued", field="after")
-
-
-def _is_event_id(digits: str) -> bool:
-    """Event ids are PostgreSQL bigints: anything else was not issued here."""
-    return (
-        digits.isascii() and digits.isdigit() and len(digits) <= 19 and int(digits) <= _MAX_EVENT_ID
-    )
+    return encode_cursor(_CURSOR_KIND, str(event.id))
 
 
 async def audit_events(
@@ -70,7 +27,7 @@ async def audit_events(
     media_id: uuid.UUID | None,
     first: int | None,
     after: str | None,
-) -> AuditConnection:
+) -> Connection[AuditRecord]:
     """The events of one session or one media item, oldest first. Only the caller's
     organization's events are ever read; a session of another organization is
     FORBIDDEN, and one that was purged still shows its history."""
@@ -85,12 +42,10 @@ async def audit_events(
         principal.organization_id,
         session_id=session_id,
         media_id=media_id,
-        after_id=_after_id(after),
+        after_id=decode_id_cursor(_CURSOR_KIND, after),
         limit=first + 1,
     )
-    edges = [AuditEdge(cursor_of(event), event) for event in events[:first]]
-    end_cursor = edges[-1].cursor if edges else None
-    return AuditConnection(edges, PageInfo(len(events) > first, end_cursor))
+    return connection(events, first, cursor_of)
 
 
 async def purge_expired(retention_days: int) -> int:
