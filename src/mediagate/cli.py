@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 from mediagate.config import Settings, SettingsError, load_settings
@@ -89,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--session", type=_uuid, required=True)
 
+    webhooks = commands.add_parser("webhooks", help="webhook deliveries")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    redeliver = webhook_commands.add_parser(
+        "redeliver", help="send failed deliveries of events since a time again; prints how many"
+    )
+    redeliver.add_argument(
+        "--since", type=_timestamp, required=True, help="ISO 8601, with its time zone"
+    )
+    redeliver.add_argument("--endpoint", type=_uuid, default=None, help="only this endpoint's")
+    redeliver.add_argument(
+        "--include-delivered", action="store_true", help="replay delivered ones too"
+    )
+
     storage = commands.add_parser("storage", help="object storage")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
     setup = storage_commands.add_parser(
@@ -131,6 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.debug("settings", extra={"settings": settings.public()})
     handler = _HANDLERS[args.command]
     return handler(settings, args)
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} names no time zone (add Z or +hh:mm)")
+    return moment
 
 
 def _positive_int(text: str) -> int:
@@ -273,6 +297,16 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
+def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.services.webhooks import redeliver_since
+
+    async def work() -> int:
+        print(await redeliver_since(args.since, args.endpoint, args.include_delivered))
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _storage(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.storage.setup import setup_storage
 
@@ -297,6 +331,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "audit": _audit,
     "purge": _purge,
     "reconcile": _reconcile,
+    "webhooks": _webhooks,
 }
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ async def test_prometheus_scrapes_the_api_and_a_worker_and_fires_on_a_virus(
 
 def _exported_names() -> set[str]:
     """Every series name the API and a worker export (and Prometheus's own `up`)."""
-    api = render(Snapshot({"COMPLETED": 1}, 0, {0.5: 1.0}, {"q": 0}, 0, 0, 0)).decode()
+    api = render(Snapshot({"COMPLETED": 1}, 0, {0.5: 1.0}, {"q": 0}, 0, 0, 0, 0.0, 0)).decode()
     worker = WorkerMetrics()
     worker.finished(JobResult.COMPLETED, {"scan": 0.1})
     worker.reconciled({"completed_missing_object": 1})

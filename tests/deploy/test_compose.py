@@ -282,4 +282,4 @@ def test_the_monitoring_profile_is_provisioned_from_deploy(compose: dict[str, An
     assert jobs["mediagate-worker"]["dns_sd_configs"][0]["port"] == int(
         worker["WORKER_METRICS_PORT"]
     )
-    assert worker["WORKER_METRICS_HOST"] == "0.0.0.0"  # noqa: S104 - the compose network
+    assert worker["WORKER_METRICS_HOST"] == "0.0.0.0"

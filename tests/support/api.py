@@ -75,3 +75,9 @@ async def graphql(
 
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+def service_token(settings: Settings, tenant: Tenant) -> str:
+    """A token of the tenant's organization's backend (role `service`)."""
+    backend = Principal(uuid.uuid4(), tenant.principal.organization_id, is_service=True)
+    return issue_token(settings, backend, 600)

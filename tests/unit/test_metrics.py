@@ -15,6 +15,8 @@ def test_metrics_render_in_prometheus_text_format() -> None:
             stuck=3,
             subscriptions=7,
             slow_subscribers_dropped=2,
+            webhook_backlog_seconds=90.5,
+            webhook_endpoints_disabled=1,
         )
     ).decode()
     samples = {
@@ -28,6 +30,8 @@ def test_metrics_render_in_prometheus_text_format() -> None:
     assert samples[("mediagate_viruses_found", ())] == 1
     assert samples[("mediagate_subscriptions", ())] == 7
     assert samples[("mediagate_media_stuck", ())] == 3
+    assert samples[("mediagate_webhook_oldest_undelivered_seconds", ())] == 90.5
+    assert samples[("mediagate_webhook_endpoints_disabled", ())] == 1
     assert samples[("mediagate_slow_subscribers_dropped_total", ())] == 2
 
 

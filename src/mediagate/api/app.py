@@ -34,6 +34,7 @@ from mediagate.api.graphql.http import MAX_BODY_BYTES, graphql_endpoint
 from mediagate.api.graphql.schema import load_schema
 from mediagate.api.graphql.ws import SocketServices
 from mediagate.api.resolvers import RESOLVERS, SUBSCRIPTIONS
+from mediagate.api.service_resolvers import SERVICE_RESOLVERS
 from mediagate.api.services import Services
 from mediagate.auth.tokens import TokenVerifier
 from mediagate.config import Settings
@@ -41,9 +42,11 @@ from mediagate.db import engine as db_engine
 from mediagate.db.media_changes import MediaChangeListener
 from mediagate.events.publisher import JobPublisher
 from mediagate.observability import metrics
+from mediagate.outbound.http import OutboundClient
 from mediagate.services import monitoring
 from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
+from mediagate.services.webhooks import WebhookService, configure_endpoint_for_all
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -141,8 +144,13 @@ async def _start(settings: Settings, opened: AsyncExitStack) -> Services:
     opened.push_async_callback(publisher.close)
     verifier = TokenVerifier(settings)
     uploads = UploadService(settings, ObjectStore(settings), publisher)
+    outbound = OutboundClient(settings.outbound)
+    opened.push_async_callback(outbound.close)
+    webhooks = WebhookService(settings, outbound)
+    await configure_endpoint_for_all(settings)
     executor = GraphQLExecutor(
-        load_schema(RESOLVERS, authenticate, SUBSCRIPTIONS), settings.graphql
+        load_schema({**RESOLVERS, **SERVICE_RESOLVERS}, authenticate, SUBSCRIPTIONS),
+        settings.graphql,
     )
     feed = MediaFeed(uploads, settings.websocket)
     listener = MediaChangeListener(settings.database.url, feed.deliver, feed.resync)
@@ -156,9 +164,10 @@ async def _start(settings: Settings, opened: AsyncExitStack) -> Services:
     return Services(
         executor,
         uploads,
+        webhooks,
         verifier,
         publisher,
-        SocketServices(executor, uploads, verifier, feed, settings.websocket),
+        SocketServices(executor, uploads, webhooks, verifier, feed, settings.websocket),
         settings.http.body_timeout,
         monitoring.CachedSnapshots(
             lambda: monitoring.snapshot(publisher, feed, stuck_after),

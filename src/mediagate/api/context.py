@@ -14,11 +14,13 @@ from mediagate.domain.principal import Principal
 from mediagate.errors import Unauthenticated
 from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
+from mediagate.services.webhooks import WebhookService
 
 
 @dataclass(slots=True)
 class RequestContext:
     uploads: UploadService
+    webhooks: WebhookService
     verifier: TokenVerifier
     authorization: str | None
     feed: MediaFeed | None = None

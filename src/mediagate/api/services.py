@@ -10,12 +10,14 @@ from mediagate.auth.tokens import TokenVerifier
 from mediagate.events.publisher import JobPublisher
 from mediagate.services import monitoring
 from mediagate.services.uploads import UploadService
+from mediagate.services.webhooks import WebhookService
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     executor: GraphQLExecutor
     uploads: UploadService
+    webhooks: WebhookService
     verifier: TokenVerifier
     publisher: JobPublisher
     sockets: SocketServices

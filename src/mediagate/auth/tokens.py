@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from mediagate.config import Settings
-from mediagate.domain.principal import Principal
+from mediagate.domain.principal import SERVICE_ROLE, Principal
 from mediagate.errors import Unauthenticated
 
 HS256 = "HS256"
@@ -36,6 +36,7 @@ class TokenVerifier:
         self._issuer = settings.auth.issuer
         self._user_claim = settings.auth.user_claim
         self._org_claim = settings.auth.org_claim
+        self._role_claim = settings.auth.role_claim
 
     async def verify(self, token: str) -> Principal:
         """The token's principal; a token seen before is not decoded again until it expires."""
@@ -73,6 +74,7 @@ class TokenVerifier:
         principal = Principal(
             user_id=_uuid_claim(claims, self._user_claim),
             organization_id=_uuid_claim(claims, self._org_claim),
+            is_service=claims.get(self._role_claim) == SERVICE_ROLE,
         )
         return principal, float(claims["exp"])
 
@@ -105,6 +107,7 @@ def issue_token(settings: Settings, principal: Principal, ttl_seconds: int) -> s
     claims = {
         settings.auth.user_claim: str(principal.user_id),
         settings.auth.org_claim: str(principal.organization_id),
+        **({settings.auth.role_claim: SERVICE_ROLE} if principal.is_service else {}),
         "iat": now,
         "exp": now + ttl_seconds,
     }

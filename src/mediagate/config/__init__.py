@@ -23,12 +23,15 @@ from mediagate.config.sections import (
     HttpSettings,
     ImageSettings,
     LogSettings,
+    OutboundSettings,
     ReconcilerSettings,
     RetrySettings,
     S3Settings,
     ScannerSettings,
     UploadSettings,
+    ValidationHookSettings,
     VideoSettings,
+    WebhookSettings,
     WebSocketSettings,
     WorkerSettings,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "HttpSettings",
     "ImageSettings",
     "LogSettings",
+    "OutboundSettings",
     "ReconcilerSettings",
     "RetrySettings",
     "S3Settings",
@@ -52,8 +56,10 @@ __all__ = [
     "Settings",
     "SettingsError",
     "UploadSettings",
+    "ValidationHookSettings",
     "VideoSettings",
     "WebSocketSettings",
+    "WebhookSettings",
     "WorkerSettings",
     "load_settings",
 ]
@@ -76,6 +82,9 @@ class Settings:
     retry: RetrySettings
     worker: WorkerSettings
     reconciler: ReconcilerSettings
+    outbound: OutboundSettings
+    webhooks: WebhookSettings
+    validation_hook: ValidationHookSettings
     logging: LogSettings
 
     def public(self) -> dict[str, Any]:
@@ -161,6 +170,27 @@ def _a_queue_that_holds_a_page(settings: Settings) -> None:
         raise SettingsError(f"WS_QUEUE_LIMIT must be at least {MAX_PAGE} (a page of media)")
 
 
+def _secrets_with_their_urls(settings: Settings) -> None:
+    for url, secret, names in (
+        (settings.webhooks.url, settings.webhooks.secret, ("WEBHOOK_URL", "WEBHOOK_SECRET")),
+        (
+            settings.validation_hook.url,
+            settings.validation_hook.secret,
+            ("VALIDATION_HOOK_URL", "VALIDATION_HOOK_SECRET"),
+        ),
+    ):
+        if (url is None) != (secret is None):
+            raise SettingsError(f"{names[0]} and {names[1]} are set together or not at all")
+
+
+def _an_endpoint_share_within_the_process_share(settings: Settings) -> Settings:
+    hooks = settings.webhooks
+    share = min(hooks.endpoint_concurrency, hooks.concurrency)
+    return dataclasses.replace(
+        settings, webhooks=dataclasses.replace(hooks, endpoint_concurrency=share)
+    )
+
+
 def _warn_of_the_deprecated_size_limit(settings: Settings) -> None:
     if settings.uploads.max_upload_bytes is not None:
         warnings.warn(
@@ -181,6 +211,8 @@ CHECKS: tuple[Check, ...] = (
     _an_upload_credential_of_its_own,
     _principals_in_pairs,
     _a_queue_that_holds_a_page,
+    _secrets_with_their_urls,
+    _an_endpoint_share_within_the_process_share,
     _warn_of_the_deprecated_size_limit,
     _video_limit_max_at_least_the_limit,
 )

@@ -108,6 +108,13 @@ def _delays(value: str) -> tuple[int, ...]:
     return delays
 
 
+def _seconds_list(value: str) -> tuple[float, ...]:
+    seconds = tuple(float(item) for item in _csv(value))
+    if not seconds or any(not 0 <= second < float("inf") for second in seconds):
+        raise ValueError(value)
+    return seconds
+
+
 TEXT = Parser(str, "text")
 POSITIVE_INT = Parser(_positive_int, "a positive integer")
 POSITIVE_FLOAT = Parser(_positive_float, "a positive number")
@@ -116,6 +123,7 @@ CSV = Parser(_csv, "comma-separated")
 PORT = Parser(_port, "a TCP port (1-65535)")
 DELAYS = Parser(_delays, "comma-separated positive ms")
 UPPER = Parser(str.upper, "text")
+SECONDS_LIST = Parser(_seconds_list, "comma-separated seconds (0 or more)")
 
 
 def bounded_int(low: int, high: int | None, expected: str) -> Parser[int]:

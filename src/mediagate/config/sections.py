@@ -15,9 +15,11 @@ from mediagate.config.fields import (
     POSITIVE_FLOAT,
     POSITIVE_INT,
     REQUIRED,
+    SECONDS_LIST,
     TEXT,
     UPPER,
     Derived,
+    Parser,
     bounded_int,
     one_of,
     same_as,
@@ -25,6 +27,7 @@ from mediagate.config.fields import (
     url,
 )
 from mediagate.domain.media_types import MediaKind
+from mediagate.domain.webhooks import AllowedNetworks, is_secret
 
 MIB = 1024 * 1024
 # clamd reads at most 4 GB of a stream; deploy/clamav/clamd.conf sets its limits here.
@@ -38,6 +41,13 @@ _SIZE = bounded_int(1, MAX_SCANNABLE_BYTES, "a byte count from 1 to 4194304000 (
 _TTL = bounded_int(1, MAX_URL_TTL, f"whole seconds from 1 to {MAX_URL_TTL}")
 _PART = bounded_int(MIN_PART_BYTES, None, f"at least {MIN_PART_BYTES} bytes")
 _HTTP_URL, _AMQP_URL = url("http", "https"), url("amqp", "amqps")
+_NETWORKS = Parser(AllowedNetworks.parse, "comma-separated CIDRs and/or `public`")
+_WEBHOOK_SECRET = Parser(lambda value: value if is_secret(value) else _refuse(value), "`whsec_` and base64 of 24 to 64 bytes")  # fmt: skip
+_PRIVATE_AND_PUBLIC = AllowedNetworks.parse("public,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
+
+
+def _refuse(value: str) -> str:
+    raise ValueError(value)
 
 
 def _without_credentials(address: str) -> str:
@@ -105,6 +115,7 @@ class AuthSettings:
     issuer: str | None = setting("JWT_ISSUER", None, TEXT, "the issuer tokens must name")
     user_claim: str = setting("JWT_USER_CLAIM", "sub", TEXT, "where the user id is in the token")
     org_claim: str = setting("JWT_ORG_CLAIM", "org_id", TEXT, "where the organization id is")
+    role_claim: str = setting("JWT_ROLE_CLAIM", "role", TEXT, "a token whose claim of this name is `service` acts as the organization's backend (sessions, webhooks)")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +215,32 @@ class ReconcilerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Every call out to the product's backend: webhooks and the validation hook."""
+
+    timeout: float = setting("WEBHOOK_TIMEOUT", 15.0, POSITIVE_FLOAT, "seconds a webhook or validation hook call may take, connecting included")  # fmt: skip
+    allowed_networks: AllowedNetworks = setting("WEBHOOK_ALLOWED_NETWORKS", _PRIVATE_AND_PUBLIC, _NETWORKS, "where calls out may connect (checked on every connection): `public` (global unicast) and CIDRs; loopback, link-local, multicast and unspecified only when listed")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    url: str | None = setting("WEBHOOK_URL", None, _HTTP_URL, "one endpoint every organization's events go to (single-tenant deployments)")  # fmt: skip
+    secret: str | None = setting("WEBHOOK_SECRET", None, _WEBHOOK_SECRET, "its `whsec_` secret (required with `WEBHOOK_URL`)", secret=True)  # fmt: skip
+    retry_schedule: tuple[float, ...] = setting("WEBHOOK_RETRY_SCHEDULE", (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400), SECONDS_LIST, "seconds before each retry (±10% jitter); their count bounds the retries, then the delivery is failed and kept")  # fmt: skip
+    rotation_overlap: float = setting("WEBHOOK_ROTATION_OVERLAP", 86400.0, POSITIVE_FLOAT, "seconds the old secret still signs beside the new one after `rotateWebhookSecret`")  # fmt: skip
+    retention_days: int = setting("WEBHOOK_RETENTION_DAYS", 30, POSITIVE_INT, "events and their delivery log are deleted after this many days (none still pending)")  # fmt: skip
+    concurrency: int = setting("WEBHOOK_CONCURRENCY", 16, POSITIVE_INT, "deliveries one worker process sends at once (apart from its media jobs)")  # fmt: skip
+    endpoint_concurrency: int = setting("WEBHOOK_ENDPOINT_CONCURRENCY", 4, POSITIVE_INT, "of those, to one endpoint at once")  # fmt: skip
+    max_endpoints: int = setting("WEBHOOK_MAX_ENDPOINTS", 10, POSITIVE_INT, "endpoints one organization may have")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationHookSettings:
+    url: str | None = setting("VALIDATION_HOOK_URL", None, _HTTP_URL, "asked to accept each clean, sanitized upload before it is COMPLETED (unset: off)")  # fmt: skip
+    secret: str | None = setting("VALIDATION_HOOK_SECRET", None, _WEBHOOK_SECRET, "its `whsec_` secret (required with the URL)", secret=True)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = setting("LOG_LEVEL", "INFO", UPPER, "JSON log lines on stderr")
 
@@ -224,5 +261,8 @@ SECTIONS: dict[str, type] = {
     "retry": RetrySettings,
     "worker": WorkerSettings,
     "reconciler": ReconcilerSettings,
+    "outbound": OutboundSettings,
+    "webhooks": WebhookSettings,
+    "validation_hook": ValidationHookSettings,
     "logging": LogSettings,
 }

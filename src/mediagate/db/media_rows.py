@@ -75,8 +75,8 @@ async def insert_pending(
     request_id: str | None = None,
     multipart: MultipartColumns | None = None,
 ) -> uuid.UUID | None:
-    """Insert a PENDING_UPLOAD row if the session belongs to the organization and has had
-    fewer than `max_items`, else None.
+    """Insert a PENDING_UPLOAD row if the session belongs to the organization, is open
+    and has had fewer than `max_items`, else None.
 
     The hot path of getUploadUrl: one statement that checks and inserts, sent straight
     through the engine's connection pool, because Piccolo's query builders cost more
@@ -111,11 +111,12 @@ class MultipartColumns:
 _SINGLE_PUT = (None, None, None)
 
 # The session's count goes up in the statement that adds the row: of two requests for
-# the last place, the second waits for the first's row lock and then finds it taken.
+# the last place, the second waits for the first's row lock and then finds it taken;
+# and a closeSession's update, in either order, comes wholly before or after.
 _INSERT_PENDING = """
 WITH s AS (
   UPDATE garage_sessions SET item_count = item_count + 1
-  WHERE id = $1 AND organization_id = $2 AND item_count < $13
+  WHERE id = $1 AND organization_id = $2 AND item_count < $13 AND closed_at IS NULL
   RETURNING id
 )
 INSERT INTO session_media (

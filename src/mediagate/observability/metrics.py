@@ -26,6 +26,9 @@ class Snapshot:
     # Of the API process that answers the scrape (not derived state).
     subscriptions: int
     slow_subscribers_dropped: int
+    # Seconds the oldest undelivered webhook event has waited (0: none waits).
+    webhook_backlog_seconds: float = 0.0
+    webhook_endpoints_disabled: int = 0
 
 
 class _SnapshotCollector(Collector):
@@ -72,7 +75,17 @@ class _SnapshotCollector(Collector):
             "Subscribers dropped for not reading, by the API process that answered",
         )
         dropped.add_metric([], self._snapshot.slow_subscribers_dropped)
-        return [media, viruses, latency, queues, stuck, subscriptions, dropped]
+        backlog = GaugeMetricFamily(
+            "mediagate_webhook_oldest_undelivered_seconds",
+            "Age of the oldest webhook delivery still pending (0 when none is)",
+        )
+        backlog.add_metric([], self._snapshot.webhook_backlog_seconds)
+        disabled = GaugeMetricFamily(
+            "mediagate_webhook_endpoints_disabled",
+            "Webhook endpoints disabled because they answered 410 Gone",
+        )
+        disabled.add_metric([], self._snapshot.webhook_endpoints_disabled)
+        return [media, viruses, latency, queues, stuck, subscriptions, dropped, backlog, disabled]
 
 
 def render(snapshot: Snapshot) -> bytes:

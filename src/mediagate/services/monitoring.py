@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from mediagate.db import stats
+from mediagate.db import stats, webhook_rows
 from mediagate.observability.metrics import Snapshot
 
 LATENCY_WINDOW = timedelta(hours=1)
@@ -42,6 +42,7 @@ async def snapshot(broker: Broker, feed: Feed, stuck_after: timedelta) -> Snapsh
     """`stuck_after`: how long after its URL was issued an upload must have left the
     in-flight statuses (the URL's lifetime plus the reconciler's bound)."""
     counts = await stats.status_counts()
+    backlog_seconds, disabled_endpoints = await webhook_rows.backlog()
     return Snapshot(
         media_by_status={status.value: count for status, count in counts.items()},
         viruses_found=await stats.viruses_found(),
@@ -50,6 +51,8 @@ async def snapshot(broker: Broker, feed: Feed, stuck_after: timedelta) -> Snapsh
         stuck=await stats.count_stuck_since_created(datetime.now(UTC) - stuck_after),
         subscriptions=feed.subscriber_count,
         slow_subscribers_dropped=feed.dropped_count,
+        webhook_backlog_seconds=backlog_seconds,
+        webhook_endpoints_disabled=disabled_endpoints,
     )
 
 

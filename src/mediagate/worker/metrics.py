@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from mediagate.worker.reconciler import Findings
 from mediagate.worker.retries import JobResult
 
+WEBHOOK_RESULTS = ("delivered", "retried", "failed", "disabled")
 # From a small photo's database write to a long video's transcode.
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -62,6 +63,15 @@ class WorkerMetrics:
             ["finding"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "mediagate_worker_webhook_deliveries",
+            "Webhook delivery attempts, by result (delivered, retried, failed: out of retries,"
+            " disabled: the endpoint answered 410)",
+            ["result"],
+            registry=self.registry,
+        )
+        for label in WEBHOOK_RESULTS:
+            self.webhook_deliveries.labels(label)
         for result in JobResult:  # every series exists from the start, at 0
             self.jobs.labels(result.value)
         for finding in fields(Findings):

@@ -2,7 +2,8 @@
 
 Ordered steps, each recorded in the row's status by a conditional update:
   claim (advisory lock) -> accept the upload -> SCANNING: download, scan, check magic
-  -> PROCESSING: sanitize -> store the processed copy -> COMPLETED -> delete the original.
+  -> PROCESSING: sanitize -> store the processed copy -> the validation hook's acceptance
+  (when configured) -> COMPLETED -> delete the original.
 The original is deleted only after the processed copy and the COMPLETED row are durable;
 the caller acks the message only after that. Nothing is COMPLETED without a clean scan.
 """
@@ -33,6 +34,7 @@ from mediagate.domain.audit import Actor
 from mediagate.domain.clock import utcnow
 from mediagate.domain.media_types import MEDIA_TYPES, MediaKind
 from mediagate.domain.status import MediaStatus
+from mediagate.outbound.http import OutboundClient
 from mediagate.processing.errors import DISK_FULL_ERRNOS, ScratchUnavailable, UnacceptableMedia
 from mediagate.processing.images import check_decoding_cost, sanitize_image
 from mediagate.processing.isolation import DecoderPool, Limits
@@ -52,6 +54,7 @@ from mediagate.worker.retries import (
     park_if_crashing,
 )
 from mediagate.worker.scratch import job_scratch
+from mediagate.worker.validation_hook import HookUnavailable, ValidationHook
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +112,16 @@ class MediaPipeline:
         store: ObjectStore,
         scanner: ClamdScanner,
         decoders: DecoderPool,
+        outbound: OutboundClient | None = None,
         clock: Callable[[], datetime] = utcnow,
         scratch_root: Path | None = None,
     ) -> None:
         self._settings = settings
+        self._hook = (
+            ValidationHook(settings, outbound, store, clock)
+            if settings.validation_hook.url is not None and outbound is not None
+            else None
+        )
         self._store = store
         self._scanner = scanner
         self._decoders = decoders
@@ -153,11 +162,13 @@ class MediaPipeline:
             # Another worker or a later try may have the disk: never the file's fault.
             log.warning("scratch space unavailable", extra={"key": file_key, "error": str(error)})
             return Retry(str(error), until_fixed=True)
-        except ScannerUnavailable as error:
-            log.warning("scanner unavailable", extra={"key": file_key, "error": str(error)})
+        except (ScannerUnavailable, HookUnavailable) as error:
+            # Neither is a verdict: never COMPLETED without both, so try again later.
+            what = "virus scan" if isinstance(error, ScannerUnavailable) else "validation hook"
+            log.warning(f"{what} unavailable", extra={"key": file_key, "error": str(error)})
             if not last_attempt:
                 return Retry(str(error))
-            await self._give_up(file_key, f"virus scan unavailable: {error}", actor)
+            await self._give_up(file_key, f"{what} unavailable: {error}", actor)
             return Done(
                 "scan failed; the original is kept for a rescan", result=JobResult.SCAN_FAILED
             )
@@ -278,6 +289,8 @@ class MediaPipeline:
                 await asyncio.gather(decoding, return_exceptions=True)
             with timings.stage("upload"):
                 final_key, poster_key = await self._store_output(record, output)
+            with timings.stage("validate"):
+                await self._validate(record, output, final_key, poster_key)
             with timings.stage("database"):
                 await self._complete(job, output, final_key, poster_key, checksum)
             with timings.stage("delete_original"):
@@ -357,6 +370,34 @@ class MediaPipeline:
         poster_key = keys.poster_key(record.file_key)
         await self._store.upload(poster_key, output.poster, "image/jpeg", metadata)
         return final_key, poster_key
+
+    async def _validate(
+        self, record: MediaRecord, output: _Output, final_key: str, poster_key: str | None
+    ) -> None:
+        """The hook's acceptance, when one is configured; the stored copy goes unless it
+        accepts."""
+        if self._hook is None:
+            return
+        shape = {
+            "contentType": output.content_type,
+            "fileSize": output.path.stat().st_size,
+            "width": output.width,
+            "height": output.height,
+            "durationSeconds": output.duration_seconds,
+        }
+        try:
+            verdict = await self._hook.ask(record, final_key, poster_key, shape)
+        except BaseException:
+            await self._delete_outputs(final_key, poster_key)
+            raise
+        if not verdict.accept:
+            await self._delete_outputs(final_key, poster_key)
+            raise _Rejected(verdict.reason)
+
+    async def _delete_outputs(self, final_key: str, poster_key: str | None) -> None:
+        for key in (final_key, poster_key):
+            if key is not None:
+                await self._store.delete(key)
 
     async def _complete(
         self, job: _Job, output: _Output, final_key: str, poster_key: str | None, checksum: str

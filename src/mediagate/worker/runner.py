@@ -21,10 +21,12 @@ from mediagate.db import engine as db_engine
 from mediagate.db import locks
 from mediagate.events import topology
 from mediagate.events.publisher import JobPublisher
+from mediagate.outbound.http import OutboundClient
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
 from mediagate.scanning.clamav import ClamdScanner
 from mediagate.services.audit import purge_expired
+from mediagate.services.webhooks import configure_endpoint_for_all, purge_delivered
 from mediagate.storage.object_store import ObjectStore
 from mediagate.worker import reconciler
 from mediagate.worker.consumer import MediaConsumer
@@ -32,6 +34,7 @@ from mediagate.worker.metrics import WorkerMetrics
 from mediagate.worker.pipeline import MediaPipeline
 from mediagate.worker.reconciler import Bounds, Reconciler
 from mediagate.worker.scratch import remove_abandoned_scratch
+from mediagate.worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,16 @@ async def _watch_resources(scanner: ClamdScanner, metrics: WorkerMetrics) -> Non
 
 
 async def _keep_house(settings: Settings) -> None:
-    """Audit events past their retention go, hourly (every worker: the DELETE is
-    idempotent, and cheap on its index)."""
+    """Audit events and webhook events past their retention go, hourly (every worker:
+    the DELETEs are idempotent, and cheap on their indexes)."""
     while True:
         try:
             if purged := await purge_expired(settings.reconciler.audit_retention_days):
                 log.info("audit events past retention deleted", extra={"count": purged})
+            if purged := await purge_delivered(settings.webhooks.retention_days):
+                log.info("webhook events past retention deleted", extra={"count": purged})
         except Exception:  # the next hour tries again; the worker's jobs go on
-            log.exception("purging old audit events failed")
+            log.exception("purging old events failed")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
 
@@ -137,7 +142,12 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         housekeeping = asyncio.create_task(_keep_house(settings))
         await decoders.start()
         store = ObjectStore(settings)
-        pipeline = MediaPipeline(settings, store, scanner, decoders)
+        await configure_endpoint_for_all(settings)
+        outbound = OutboundClient(settings.outbound)
+        delivering = asyncio.create_task(
+            WebhookDispatcher(settings, outbound, metrics).run(), name="webhook-deliveries"
+        )
+        pipeline = MediaPipeline(settings, store, scanner, decoders, outbound)
         reconciling = asyncio.create_task(_reconcile_periodically(settings, store, metrics))
         longest_job = (
             settings.video.time_limit_max + settings.scanner.timeout + STALE_MARGIN_SECONDS
@@ -157,10 +167,12 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
         log.info("worker stopping")
         if beating is not None:
             beating.cancel()
-        for chore in (pinging, housekeeping, reconciling):
+        chores = (pinging, housekeeping, reconciling, delivering)
+        for chore in chores:
             chore.cancel()
-        await asyncio.gather(pinging, housekeeping, reconciling, return_exceptions=True)
+        await asyncio.gather(*chores, return_exceptions=True)
         await consumer.shutdown(media_queue, consumer_tag, settings.worker.shutdown_grace)
+        await outbound.close()
     finally:
         await connection.close()
         decoders.close()

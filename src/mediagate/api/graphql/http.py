@@ -109,6 +109,7 @@ async def _execute(
         graphql_request = GraphQLRequest.from_json(msgspec.json.decode(raw))
         context = RequestContext(
             uploads=services.uploads,
+            webhooks=services.webhooks,
             verifier=services.verifier,
             authorization=_header(scope, b"authorization"),
             request_id=request_id,

@@ -13,6 +13,7 @@ from graphql import (
     IntValueNode,
     StringValueNode,
     ValueNode,
+    value_from_ast_untyped,
 )
 
 
@@ -65,6 +66,10 @@ def _parse_long_literal(node: ValueNode, _variables: Any = None) -> int:
     return _parse_long(node.value)
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def bind_scalars(schema: GraphQLSchema) -> None:
     uuid_type = schema.type_map["UUID"]
     assert isinstance(uuid_type, GraphQLScalarType)
@@ -79,3 +84,9 @@ def bind_scalars(schema: GraphQLSchema) -> None:
     long_type.serialize = _serialize_long  # type: ignore[method-assign]
     long_type.parse_value = _parse_long  # type: ignore[method-assign]
     long_type.parse_literal = _parse_long_literal  # type: ignore[method-assign,assignment]
+    # JSON: as decoded from the request; literals by graphql-core's untyped reading.
+    json_type = schema.type_map["JSON"]
+    assert isinstance(json_type, GraphQLScalarType)
+    json_type.serialize = _identity  # type: ignore[method-assign]
+    json_type.parse_value = _identity  # type: ignore[method-assign]
+    json_type.parse_literal = value_from_ast_untyped  # type: ignore[method-assign,assignment]

@@ -34,6 +34,7 @@ from mediagate.config import WebSocketSettings
 from mediagate.errors import ClientError
 from mediagate.services.live_updates import MediaFeed
 from mediagate.services.uploads import UploadService
+from mediagate.services.webhooks import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class CloseCode(IntEnum):
 class SocketServices:
     executor: GraphQLExecutor
     uploads: UploadService
+    webhooks: WebhookService
     verifier: TokenVerifier
     feed: MediaFeed
     limits: WebSocketSettings
@@ -131,6 +133,7 @@ class GraphQLWebSocket:
         authorization = payload.get("authorization") if isinstance(payload, dict) else None
         context = RequestContext(
             uploads=self._services.uploads,
+            webhooks=self._services.webhooks,
             verifier=self._services.verifier,
             authorization=authorization if isinstance(authorization, str) else None,
             feed=self._services.feed,

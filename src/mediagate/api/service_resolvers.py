@@ -1,0 +1,107 @@
+"""Thin resolvers of the product's backend's fields (service tokens): sessions, webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from mediagate.api.context import RequestContext
+from mediagate.api.graphql.schema import Resolver
+from mediagate.api.resolvers import with_principal
+from mediagate.db.webhook_rows import EndpointRecord
+from mediagate.domain.principal import Principal
+from mediagate.services import sessions
+from mediagate.services.paging import Connection
+from mediagate.services.sessions import SessionView
+from mediagate.services.webhooks import DeliveryAttempt, EndpointSecret
+
+
+@with_principal
+async def create_session(
+    _context: RequestContext,
+    principal: Principal,
+    externalId: str | None = None,
+    metadata: Any = None,
+) -> SessionView:
+    return await sessions.create_session(principal, externalId, metadata)
+
+
+@with_principal
+async def close_session(
+    _context: RequestContext, principal: Principal, id: uuid.UUID
+) -> SessionView:
+    return await sessions.close_session(principal, id)
+
+
+@with_principal
+async def upload_session(
+    _context: RequestContext, principal: Principal, id: uuid.UUID
+) -> SessionView:
+    return await sessions.session(principal, id)
+
+
+@with_principal
+async def upload_sessions(
+    _context: RequestContext,
+    principal: Principal,
+    first: int,
+    externalId: str | None = None,
+    after: str | None = None,
+) -> Connection[SessionView]:
+    return await sessions.sessions(principal, externalId, first, after)
+
+
+@with_principal
+async def create_webhook_endpoint(
+    context: RequestContext, principal: Principal, url: str, events: list[str] | None = None
+) -> EndpointSecret:
+    return await context.webhooks.create(principal, url, events)
+
+
+@with_principal
+async def rotate_webhook_secret(
+    context: RequestContext, principal: Principal, id: uuid.UUID
+) -> EndpointSecret:
+    return await context.webhooks.rotate(principal, id)
+
+
+@with_principal
+async def delete_webhook_endpoint(
+    context: RequestContext, principal: Principal, id: uuid.UUID
+) -> EndpointRecord:
+    return await context.webhooks.delete(principal, id)
+
+
+@with_principal
+async def webhook_endpoints(context: RequestContext, principal: Principal) -> list[EndpointRecord]:
+    return await context.webhooks.endpoints(principal)
+
+
+@with_principal
+async def webhook_deliveries(
+    context: RequestContext,
+    principal: Principal,
+    endpointId: uuid.UUID,
+    first: int,
+    after: str | None = None,
+) -> Connection[DeliveryAttempt]:
+    return await context.webhooks.deliveries(principal, endpointId, first, after)
+
+
+@with_principal
+async def redeliver_webhook(context: RequestContext, principal: Principal, deliveryId: str) -> bool:
+    return await context.webhooks.redeliver(principal, deliveryId)
+
+
+SERVICE_RESOLVERS: dict[str, Resolver] = {
+    "Mutation.createSession": create_session,
+    "Mutation.closeSession": close_session,
+    "Query.uploadSession": upload_session,
+    "Query.uploadSessions": upload_sessions,
+    "Mutation.createWebhookEndpoint": create_webhook_endpoint,
+    "Mutation.rotateWebhookSecret": rotate_webhook_secret,
+    "Mutation.deleteWebhookEndpoint": delete_webhook_endpoint,
+    "Mutation.redeliverWebhook": redeliver_webhook,
+    "Query.webhookEndpoints": webhook_endpoints,
+    "Query.webhookDeliveries": webhook_deliveries,
+}
