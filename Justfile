@@ -49,6 +49,10 @@ bench-worker *args:
     source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/worker_bench.py {{args}}
 
+bench-webhooks *args:
+    source scripts/lib.sh && ensure_all
+    {{venv}}/python bench/webhook_bench.py {{args}}
+
 bench-subscriptions *args:
     source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/subscriptions_bench.py {{args}}

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", type=_uuid, required=True)
     token.add_argument("--org", type=_uuid, required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.add_argument(
+        "--service", action="store_true", help="a service token: the organization's backend"
+    )
 
     requeue = commands.add_parser(
         "requeue-failed", help="queue SCAN_FAILED uploads again (after a scanner outage)"
@@ -209,7 +212,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.db.session_rows import ensure_user
     from mediagate.domain.principal import Principal
 
-    principal = Principal(user_id=args.user, organization_id=args.org)
+    principal = Principal(user_id=args.user, organization_id=args.org, is_service=args.service)
 
     async def work() -> int:
         await ensure_user(principal.user_id, principal.organization_id)

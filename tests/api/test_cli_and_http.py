@@ -77,6 +77,10 @@ async def test_session_create_and_token_print_only_what_scripts_need(
     assert 110 <= claims["exp"] - time.time() <= 121
     again = run_cli(env, "token", "--user", str(user), "--org", str(org))
     assert again.returncode == 0, "the user row already exists; token still works"
+    assert "role" not in claims
+    service = run_cli(env, "token", "--user", str(user), "--org", str(org), "--service")
+    claims = jwt.decode(service.stdout.strip(), settings.auth.jwt_secret, algorithms=["HS256"])
+    assert claims["role"] == "service" and claims["org_id"] == str(org)
 
 
 def test_bad_cli_arguments_are_refused(env: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ of every final status change."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -52,23 +53,30 @@ class WebhookDispatcher:
         self._clock = clock
         self._sending: dict[uuid.UUID, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
 
     async def run(self) -> None:
         """Until cancelled; in-flight deliveries finish (or their leases lapse)."""
         try:
             while True:
                 try:
-                    await self._take_due()
+                    took = await self._take_due()
                 except Exception:  # the database may be down: the next poll tries again
                     log.exception("taking due webhook deliveries failed")
-                await asyncio.sleep(POLL_SECONDS)
+                    took = False
+                if not took:
+                    # Until the next poll, or a slot frees (its endpoint may have more due).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), POLL_SECONDS)
+                self._slot_freed.clear()
         finally:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _take_due(self) -> None:
+    async def _take_due(self) -> bool:
+        """Whether it took any: then more may be due at once."""
         free = self._hooks.concurrency - len(self._tasks)
         if free <= 0:
-            return
+            return False
         claimed = await webhook_rows.claim_due(
             dict(self._sending), self._hooks.endpoint_concurrency, free, self._lease
         )
@@ -77,9 +85,11 @@ class WebhookDispatcher:
             task = asyncio.create_task(self._deliver(delivery))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, delivery))
+        return bool(claimed)
 
     def _finished(self, delivery: Delivery, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._slot_freed.set()
         left = self._sending.pop(delivery.endpoint_id) - 1
         if left:
             self._sending[delivery.endpoint_id] = left
