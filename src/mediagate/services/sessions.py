@@ -109,6 +109,13 @@ async def _views(records: list[SessionRecord]) -> list[SessionView]:
     return [SessionView.of(record, counts[record.id]) for record in records]
 
 
+async def _view(record: SessionRecord | None) -> SessionView:
+    """The one session's view; None is a session deleted meanwhile."""
+    if record is None:
+        raise NotFound("session not found")
+    return (await _views([record]))[0]
+
+
 async def create_session(
     principal: Principal, external_id: str | None, metadata: Any
 ) -> SessionView:
@@ -117,25 +124,19 @@ async def create_session(
     record = await session_rows.create_owned_session(
         principal.organization_id, check_external_id(external_id), encode_metadata(metadata)
     )
-    return (await _views([record]))[0]
+    return await _view(record)
 
 
 async def close_session(principal: Principal, session_id: uuid.UUID) -> SessionView:
     require_service(principal)
     await authorize_session(principal, session_id)
-    record = await session_rows.close_session(principal.organization_id, session_id)
-    if record is None:
-        raise NotFound("session not found")
-    return (await _views([record]))[0]
+    return await _view(await session_rows.close_session(principal.organization_id, session_id))
 
 
 async def session(principal: Principal, session_id: uuid.UUID) -> SessionView:
     require_service(principal)
     await authorize_session(principal, session_id)
-    record = await session_rows.find_session(principal.organization_id, session_id)
-    if record is None:
-        raise NotFound("session not found")
-    return (await _views([record]))[0]
+    return await _view(await session_rows.find_session(principal.organization_id, session_id))
 
 
 def _cursor_of(view: SessionView) -> str:
