@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -29,10 +30,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ from mediagate.db import session_rows  # noqa: E402
 from mediagate.domain import keys  # noqa: E402
 from mediagate.domain.audit import Actor  # noqa: E402
 from mediagate.domain.status import MediaStatus  # noqa: E402
+from mediagate.domain.webhooks import new_secret  # noqa: E402
 from mediagate.events.messages import ProcessJob  # noqa: E402
 from mediagate.events.publisher import JobPublisher  # noqa: E402
 from mediagate.processing.images import reuse_image_memory, sanitize_image  # noqa: E402
@@ -358,6 +362,29 @@ def report_throughput(
             print(f"  p50{_ratio(medians)}")
 
 
+def _with_webhooks(contender: Contender) -> Contender:
+    """The same worker with WEBHOOK_URL set: every outcome becomes an event it delivers
+    to a receiver here (each worker sets or removes the endpoint as it starts)."""
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hooks = {
+        "WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook",
+        "WEBHOOK_SECRET": new_secret(),
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+    }
+    return Contender("webhooks on", contender.python, {**contender.env, **hooks})
+
+
 def _ratio(figures: dict[str, float]) -> str:
     if len(figures) < 2:
         return ""
@@ -413,6 +440,12 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
         ".venv) and clamd.conf, alternating with this one's",
     )
     parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="throughput and latency with every outcome sent as a webhook (to a receiver on "
+        "loopback), alternating with none: the cost of the outbox and its delivery",
+    )
+    parser.add_argument(
         "--throughput-only",
         action="store_true",
         help="throughput and latency only: skip the per-file and baseline parts",
@@ -455,7 +488,10 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
                 capture_output=True,
             )
             setup_storage(settings, bucket_events=False, require_tls=False)
-            if args.throughput_only:
+            if args.webhooks:
+                off = dataclasses.replace(contenders[0], name="webhooks off")
+                contenders = [_with_webhooks(contenders[0]), off, *contenders[1:]]
+            if args.throughput_only or args.webhooks:
                 twelve = photo(scratch / "12mp.jpg", (4000, 3000))
                 report_throughput(contenders, settings, twelve, args.batch, scratch)
                 return
