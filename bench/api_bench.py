@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import daemons  # noqa: E402
 from tests.support.environment import make_env  # noqa: E402
+from tests.support.rows import unbounded  # noqa: E402
 
 from mediagate.auth.tokens import issue_token  # noqa: E402
 from mediagate.config import Settings, load_settings  # noqa: E402
@@ -47,6 +48,13 @@ QUERY = (
     'mutation($s: UUID!) { getUploadUrl(sessionId: $s, filename: "car.jpg", '
     'contentType: "image/jpeg", stage: "inspection") { uploadUrl fileKey expiresIn } }'
 )
+# --sized: the size declared (and signed into the URL).
+SIZED_QUERY = QUERY.replace('stage: "inspection")', 'stage: "inspection", size: 3500000)')
+# Requests go round these many users of the organization: each holds fewer outstanding
+# URLs in a run than MAX_PENDING_UPLOADS_PER_USER allows.
+USERS = 1024
+SIZED = {"UPLOAD_REQUIRE_SIZE": "true"}
+QUOTA = {"ORG_STORAGE_QUOTA_BYTES": str(2**62)}
 
 
 # Requests go round these many sessions, as many users' uploads would: one session
@@ -57,21 +65,23 @@ SESSIONS = 64
 def wrk_script(
     directory: Path,
     session_ids: list[uuid.UUID],
-    token: str,
+    tokens: list[str],
     query: str = QUERY,
     name: str = "mediagate",
 ) -> Path:
+    """Requests round the sessions and, apart, round the users (one token each)."""
     bodies = [json.dumps({"query": query, "variables": {"s": str(s)}}) for s in session_ids]
     script = directory / f"get_upload_url_{name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
         f"local bodies = {{{', '.join(json.dumps(body) for body in bodies)}}}\n"
+        f"local tokens = {{{', '.join(json.dumps(token) for token in tokens)}}}\n"
         "local sent = 0\n"
         "request = function()\n"
         "  sent = sent + 1\n"
-        "  return wrk.format(nil, nil, nil, bodies[sent % #bodies + 1])\n"
+        '  local headers = {["Content-Type"] = "application/json",'
+        ' ["Authorization"] = "Bearer " .. tokens[sent % #tokens + 1]}\n'
+        "  return wrk.format(nil, nil, headers, bodies[sent % #bodies + 1])\n"
         "end\n"
     )
     return script
@@ -186,11 +196,14 @@ async def insert_cost_us(
     settings: Settings, organization: uuid.UUID, user: uuid.UUID
 ) -> tuple[float, float]:
     """Sequential INSERT latency, and INSERT throughput with 64 concurrent callers (each
-    in a session of its own)."""
+    a user with a session of its own)."""
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, settings.database.pool_size)
     expires = datetime.now(UTC) + timedelta(minutes=5)
     sessions = [await session_rows.create_session(organization) for _ in range(64)]
+    users = {session: uuid.uuid4() for session in sessions}
+    for each in users.values():
+        await session_rows.ensure_user(each, organization)
 
     async def insert(session_id: uuid.UUID) -> None:
         await repo.insert_pending(
@@ -200,9 +213,9 @@ async def insert_cost_us(
             original_filename="car.jpg",
             content_type="image/jpeg",
             stage="general",
-            uploaded_by=user,
+            uploaded_by=users[session_id],
             upload_expires_at=expires,
-            max_items=settings.uploads.max_session_items,
+            bounds=unbounded(settings.uploads.max_session_items),
         )
 
     try:
@@ -250,7 +263,8 @@ class Stack:
     organization: uuid.UUID
     user: uuid.UUID
     session_ids: list[uuid.UUID]
-    token: str
+    # Users of the organization, USERS of them.
+    tokens: list[str]
 
 
 CLI = [sys.executable, "-m", "mediagate.cli"]
@@ -268,9 +282,10 @@ def prepared_stack(**overrides: str) -> Iterator[Stack]:
             )
             setup_storage(settings, bucket_events=False, require_tls=False)
             organization, user = uuid.uuid4(), uuid.uuid4()
-            token = issue_token(settings, Principal(user, organization), 3600)
             session_ids = asyncio.run(create_sessions(settings, organization))
-            yield Stack(env, settings, organization, user, session_ids, token)
+            users = [user, *(uuid.uuid4() for _ in range(USERS - 1))]
+            tokens = [issue_token(settings, Principal(u, organization), 3600) for u in users]
+            yield Stack(env, settings, organization, user, session_ids, tokens)
     finally:
         asyncio.run(daemons.drop_database(database_url))
 
@@ -323,6 +338,12 @@ def main() -> None:
         help="record the API processes with py-spy during the last level (collapsed stacks)",
     )
     parser.add_argument(
+        "--sized", action="store_true", help="declare each upload's size (signed into its URL)"
+    )
+    parser.add_argument(
+        "--quota", action="store_true", help="with --sized: an organization quota in force"
+    )
+    parser.add_argument(
         "--nestjs",
         action="store_true",
         help="then the spec's own NestJS design (bench/nestjs; needs node and npm) at the "
@@ -332,9 +353,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
-    with prepared_stack() as stack, tempfile.TemporaryDirectory() as scratch:
+    overrides = {**(SIZED if args.sized else {}), **(QUOTA if args.quota else {})}
+    with prepared_stack(**overrides) as stack, tempfile.TemporaryDirectory() as scratch:
         with served_api(stack, args.workers) as (url, pid):
-            script = wrk_script(Path(scratch), stack.session_ids, stack.token)
+            query = SIZED_QUERY if args.sized else QUERY
+            script = wrk_script(Path(scratch), stack.session_ids, stack.tokens, query)
             run_wrk(url, script, 16, 2)  # warm-up: caches, pools, JIT-free but lazy imports
             *levels, last = args.concurrency
             results = {c: run_wrk(url, script, c, args.seconds) for c in levels}
@@ -346,7 +369,7 @@ def main() -> None:
         if args.nestjs:
             with nestjs_server(stack.env) as nest_url:
                 nest_script = wrk_script(
-                    Path(scratch), stack.session_ids, stack.token, NESTJS_QUERY, "nestjs"
+                    Path(scratch), stack.session_ids, stack.tokens, NESTJS_QUERY, "nestjs"
                 )
                 run_wrk(nest_url, nest_script, 16, 2)
                 nestjs = run_wrk(nest_url, nest_script, args.concurrency[-1], args.seconds)

@@ -43,6 +43,7 @@ from bench.api_bench import (  # noqa: E402
     wrk_script,
 )
 from tests.support.graphql_ws import graphql_socket  # noqa: E402
+from tests.support.rows import unbounded  # noqa: E402
 
 from mediagate.db import engine as db_engine  # noqa: E402
 from mediagate.db import media_rows as repo  # noqa: E402
@@ -146,7 +147,7 @@ async def followed_media(stack: Stack, session_id: uuid.UUID) -> uuid.UUID:
             stage="general",
             uploaded_by=stack.user,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=stack.settings.uploads.max_session_items,
+            bounds=unbounded(stack.settings.uploads.max_session_items),
         )
     finally:
         await engine.close_connection_pool()
@@ -277,7 +278,7 @@ def main() -> None:
         media_id = asyncio.run(followed_media(stack, followed_session))
         with served_api(stack, workers=1) as (url, pid):
             http_url = url.removesuffix("/graphql")
-            script = wrk_script(Path(scratch), stack.session_ids, stack.token)
+            script = wrk_script(Path(scratch), stack.session_ids, stack.tokens)
             run_wrk(url, script, 16, 2)  # warm-up
             without, with_open = [], []
             for pair in range(args.pairs):
@@ -285,10 +286,10 @@ def main() -> None:
                 if pair == 0:
                     idle_rss = rss_kib(pid)
                 subscribers: Group = (
-                    NodeSubscribers.open(http_url, stack.token, followed_session, total)
+                    NodeSubscribers.open(http_url, stack.tokens[0], followed_session, total)
                     if args.client == "node"
                     else PythonSubscribers.open(
-                        http_url, stack.token, followed_session, args.clients, each
+                        http_url, stack.tokens[0], followed_session, args.clients, each
                     )
                 )
                 if pair == 0:
