@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import daemons  # noqa: E402
 from tests.support.environment import make_env  # noqa: E402
+from tests.support.rows import unbounded  # noqa: E402
 
 from mediagate.config import load_settings  # noqa: E402
 from mediagate.db import engine as db_engine  # noqa: E402
@@ -110,7 +111,7 @@ async def _round(env: dict[str, str], processes: int, events: int, rate: float) 
             stage="inspection",
             uploaded_by=user,
             upload_expires_at=datetime.now(UTC) + timedelta(hours=1),
-            max_items=events + 1,
+            bounds=unbounded(events + 1),
         )
         assert media_id is not None
         ids.append(media_id)

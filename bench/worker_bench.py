@@ -46,6 +46,7 @@ from PIL import Image  # noqa: E402
 from tests.support import daemons, media  # noqa: E402
 from tests.support.broker import consumers_at_least  # noqa: E402
 from tests.support.environment import make_env  # noqa: E402
+from tests.support.rows import unbounded  # noqa: E402
 from tests.support.worker_process import wait_for_status, wait_until  # noqa: E402
 
 from mediagate.config import Settings, load_settings  # noqa: E402
@@ -155,7 +156,7 @@ async def stage(settings: Settings, files: list[tuple[Path, str]]) -> list[str]:
                 stage="inspection",
                 uploaded_by=user,
                 upload_expires_at=datetime.now(UTC) + timedelta(minutes=30),
-                max_items=settings.uploads.max_session_items,
+                bounds=unbounded(settings.uploads.max_session_items),
             )
             assert media_id is not None
             await store.upload(key, path, content_type, {})

@@ -16,8 +16,9 @@ const MEDIA_FIELDS = `id sessionId fileKey status originalFilename contentType s
 const POLICY_QUERY = `query { uploadPolicy {
   contentTypes { contentType kind extensions maxBytes }
   stages defaultStage maxFilenameBytes maxAltChars uploadUrlExpiresIn } }`
-const GET_UPLOAD_URL = `mutation($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String) {
-  getUploadUrl(sessionId: $sessionId, filename: $filename, contentType: $contentType, stage: $stage) {
+const GET_UPLOAD_URL = `mutation($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String,
+  $size: Long) {
+  getUploadUrl(sessionId: $sessionId, filename: $filename, contentType: $contentType, stage: $stage, size: $size) {
     uploadUrl fileKey expiresIn } }`
 const CONFIRM_UPLOAD = `mutation($sessionId: UUID!, $fileKey: String!, $stage: String, $alt: String) {
   confirmUpload(sessionId: $sessionId, fileKey: $fileKey, stage: $stage, alt: $alt) { id status } }`
@@ -142,7 +143,9 @@ export class MediagateClient {
   // One PUT, then confirmUpload.
   async #uploadWhole(file, variables, { alt, onProgress, signal }) {
     const { sessionId, stage, contentType } = variables
-    const fileKey = await this.#api.put(file, contentType, variables, { onProgress, signal })
+    // The size is signed into the URL: the store itself refuses a body of another length.
+    const sized = { ...variables, size: String(file.size) }
+    const fileKey = await this.#api.put(file, contentType, sized, { onProgress, signal })
     throwIfAborted(signal)
     const { confirmUpload } = await this.#api.retrying(
       () => this.request(CONFIRM_UPLOAD, { sessionId, fileKey, stage, alt }),

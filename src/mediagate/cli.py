@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mediagate.config import Settings, SettingsError, load_settings
 from mediagate.observability.logging import configure_logging
@@ -25,6 +26,33 @@ def _uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
+
+
+def _add_tenant_commands(commands: Any) -> None:
+    """`org` (an organization's storage) and `webhooks` (its deliveries)."""
+    org = commands.add_parser("org", help="an organization's storage")
+    org_commands = org.add_subparsers(dest="org_command", required=True)
+    shown = org_commands.add_parser("usage", help="print its usage and quota (JSON)")
+    shown.add_argument("--org", type=_uuid, required=True)
+    quota = org_commands.add_parser("quota", help="set its own quota; prints its usage (JSON)")
+    quota.add_argument("--org", type=_uuid, required=True)
+    amount = quota.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--bytes", type=_non_negative_int, help="its quota in bytes")
+    amount.add_argument("--none", action="store_true", help="no quota at all")
+    amount.add_argument("--default", action="store_true", help="back to ORG_STORAGE_QUOTA_BYTES")
+
+    webhooks = commands.add_parser("webhooks", help="webhook deliveries")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    redeliver = webhook_commands.add_parser(
+        "redeliver", help="send failed deliveries of events since a time again; prints how many"
+    )
+    redeliver.add_argument(
+        "--since", type=_timestamp, required=True, help="ISO 8601, with its time zone"
+    )
+    redeliver.add_argument("--endpoint", type=_uuid, default=None, help="only this endpoint's")
+    redeliver.add_argument(
+        "--include-delivered", action="store_true", help="replay delivered ones too"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,18 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--session", type=_uuid, required=True)
 
-    webhooks = commands.add_parser("webhooks", help="webhook deliveries")
-    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
-    redeliver = webhook_commands.add_parser(
-        "redeliver", help="send failed deliveries of events since a time again; prints how many"
-    )
-    redeliver.add_argument(
-        "--since", type=_timestamp, required=True, help="ISO 8601, with its time zone"
-    )
-    redeliver.add_argument("--endpoint", type=_uuid, default=None, help="only this endpoint's")
-    redeliver.add_argument(
-        "--include-delivered", action="store_true", help="replay delivered ones too"
-    )
+    _add_tenant_commands(commands)
 
     storage = commands.add_parser("storage", help="object storage")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True)
@@ -158,6 +175,13 @@ def _timestamp(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} names no time zone (add Z or +hh:mm)")
     return moment
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -300,6 +324,20 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
     return _with_database(settings, work)
 
 
+def _org(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.services.usage import set_quota, usage_of
+
+    async def work() -> int:
+        if args.org_command == "quota":
+            shown = await set_quota(args.org, args.bytes, not args.default, settings.uploads)
+        else:
+            shown = await usage_of(args.org, settings.uploads)
+        print(json.dumps(dataclasses.asdict(shown), default=str))
+        return 0
+
+    return _with_database(settings, work)
+
+
 def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.services.webhooks import redeliver_since
 
@@ -335,6 +373,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "purge": _purge,
     "reconcile": _reconcile,
     "webhooks": _webhooks,
+    "org": _org,
 }
 
 if __name__ == "__main__":

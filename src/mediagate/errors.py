@@ -8,7 +8,7 @@ class ClientError(Exception):
 
     code = "BAD_USER_INPUT"
 
-    def __init__(self, message: str, **details: str) -> None:
+    def __init__(self, message: str, **details: str | int) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -46,3 +46,15 @@ class LimitExceeded(ClientError):
     """A bound on what one caller may hold was reached (details name it); nothing changed."""
 
     code = "LIMIT_EXCEEDED"
+
+
+class RateLimited(ClientError):
+    """Too many at once for one caller; `retryAfter` says in how many seconds to retry."""
+
+    code = "RATE_LIMITED"
+
+
+class QuotaExceeded(ClientError):
+    """The organization's storage quota would be passed; nothing changed."""
+
+    code = "QUOTA_EXCEEDED"

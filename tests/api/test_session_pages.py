@@ -20,6 +20,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons
 from tests.support.api import Tenant, error_codes, graphql, new_tenant
 from tests.support.flow import GET_UPLOAD_URL
+from tests.support.rows import unbounded
 
 PAGE = """
 query Page($sessionId: UUID!, $stage: String, $first: Int, $after: UUID) {
@@ -53,7 +54,7 @@ async def _add_items(settings: Settings, tenant: Tenant, count: int) -> list[uui
             stage=stage,
             uploaded_by=tenant.principal.user_id,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=settings.uploads.max_session_items,
+            bounds=unbounded(settings.uploads.max_session_items),
         )
         assert media_id is not None
         added.append(media_id)

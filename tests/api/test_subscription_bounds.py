@@ -25,6 +25,7 @@ from tests.support import daemons
 from tests.support.api import Tenant
 from tests.support.graphql_ws import GraphQLSocket, graphql_socket
 from tests.support.metrics import api_metric
+from tests.support.rows import unbounded
 from tests.support.worker_process import wait_until
 
 STALL_TIMEOUT = 2
@@ -65,7 +66,7 @@ async def _items(settings: Settings, tenant: Tenant, count: int) -> list[str]:
             stage="general",
             uploaded_by=tenant.principal.user_id,
             upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-            max_items=settings.uploads.max_session_items,
+            bounds=unbounded(settings.uploads.max_session_items),
         )
         added.append(key)
     return added

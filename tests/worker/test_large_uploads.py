@@ -42,6 +42,7 @@ from tests.support.multipart import (
     start,
 )
 from tests.support.readback import row, stage
+from tests.support.rows import unbounded
 from tests.support.worker_process import WorkerProcess, wait_for_status
 
 MIB = 1024 * 1024
@@ -227,7 +228,7 @@ async def _process_with_worker(
         stage="inspection",
         uploaded_by=tenant.principal.user_id,
         upload_expires_at=datetime.now(UTC) + timedelta(minutes=5),
-        max_items=settings.uploads.max_session_items,
+        bounds=unbounded(settings.uploads.max_session_items),
     )
     assert record_id is not None
     with source.open("rb") as stream:

@@ -168,6 +168,8 @@ test("a failed PUT is retried with growing delays, then confirmed and followed",
   assert.deepEqual(progress.at(-1), { loaded: 100, total: 100 })
   assert.deepEqual(statuses, ["UPLOADED", "COMPLETED"])
   assert.deepEqual(api.calls.find((call) => call.operation === "confirmUpload").variables.fileKey, "key-1")
+  const asked = api.calls.find((call) => call.operation === "getUploadUrl").variables
+  assert.equal(asked.size, "100", "the size is sent (as a Long), so the URL signs it")
 })
 
 test("retries stop after the configured number", async () => {

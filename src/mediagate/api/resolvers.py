@@ -48,9 +48,10 @@ async def get_upload_url(
     filename: str,
     contentType: str,
     stage: str | None = None,
+    size: int | None = None,
 ) -> UploadTicket:
     return await context.uploads.request_upload(
-        principal, sessionId, filename, contentType, stage, context.request_id
+        principal, sessionId, filename, contentType, stage, context.request_id, size
     )
 
 

@@ -10,9 +10,10 @@ from mediagate.api.graphql.schema import Resolver
 from mediagate.api.resolvers import with_principal
 from mediagate.db.webhook_rows import EndpointRecord
 from mediagate.domain.principal import Principal
-from mediagate.services import sessions
+from mediagate.services import sessions, usage
 from mediagate.services.paging import Connection
 from mediagate.services.sessions import SessionView
+from mediagate.services.usage import OrganizationUsage
 from mediagate.services.webhooks import DeliveryAttempt, EndpointSecret
 
 
@@ -93,7 +94,21 @@ async def redeliver_webhook(context: RequestContext, principal: Principal, deliv
     return await context.webhooks.redeliver(principal, deliveryId)
 
 
+@with_principal
+async def organization_usage(context: RequestContext, principal: Principal) -> OrganizationUsage:
+    return await usage.organization_usage(principal, context.uploads.limits)
+
+
+@with_principal
+async def set_organization_quota(
+    context: RequestContext, principal: Principal, useDefault: bool, bytes: int | None = None
+) -> OrganizationUsage:
+    return await usage.set_organization_quota(principal, bytes, useDefault, context.uploads.limits)
+
+
 SERVICE_RESOLVERS: dict[str, Resolver] = {
+    "Query.organizationUsage": organization_usage,
+    "Mutation.setOrganizationQuota": set_organization_quota,
     "Mutation.createSession": create_session,
     "Mutation.closeSession": close_session,
     "Query.uploadSession": upload_session,

@@ -134,6 +134,9 @@ class UploadSettings:
     upload_url_ttl: int = setting("UPLOAD_URL_TTL", 300, _TTL, "seconds a presigned PUT is valid")
     download_url_ttl: int = setting("DOWNLOAD_URL_TTL", 86400, _TTL, "seconds a presigned GET is valid")  # fmt: skip
     max_session_items: int = setting("MAX_SESSION_ITEMS", 10_000, POSITIVE_INT, "items one session may ever hold; more get `LIMIT_EXCEEDED`")  # fmt: skip
+    require_size: bool = setting("UPLOAD_REQUIRE_SIZE", False, FLAG, "getUploadUrl must be given `size` (signed into the URL: the store refuses any other length); production: `true`")  # fmt: skip
+    max_pending_per_user: int = setting("MAX_PENDING_UPLOADS_PER_USER", 100, POSITIVE_INT, "a user's uploads whose URL is still valid (multipart included); more get `RATE_LIMITED`")  # fmt: skip
+    org_quota_bytes: int | None = setting("ORG_STORAGE_QUOTA_BYTES", None, bounded_int(0, None, "a byte count (0 or more)"), "bytes one organization may hold (stored objects and outstanding uploads) unless `mediagate org quota` sets its own; unset: no quota")  # fmt: skip
 
     def max_bytes(self, kind: MediaKind) -> int:
         return self.max_image_bytes if kind is MediaKind.IMAGE else self.max_video_bytes

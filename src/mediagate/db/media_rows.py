@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
+import asyncpg
 from piccolo.columns import Column
 
 from mediagate.db.engine import pool
@@ -61,6 +62,37 @@ _RECORD_FIELDS = tuple(f.name for f in fields(MediaRecord))
 RECORD_COLUMNS = tuple(SessionMedia._meta.get_column_by_name(name) for name in _RECORD_FIELDS)
 
 
+class TooManyPending(Exception):
+    """The user's outstanding uploads are at the limit; one frees at `retry_at`."""
+
+    def __init__(self, retry_at: datetime) -> None:
+        super().__init__(retry_at.isoformat())
+        self.retry_at = retry_at
+
+
+class OverQuota(Exception):
+    """The reservation would pass the organization's quota of `quota` bytes."""
+
+    def __init__(self, quota: int) -> None:
+        super().__init__(str(quota))
+        self.quota = quota
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What one new upload is checked against, beside its session's room."""
+
+    max_items: int
+    max_pending: int
+    # A PUT begun before its URL expired may land this much later.
+    late_allowance: timedelta
+    # What the item counts against the organization's usage until its file is stored.
+    charge: int
+    default_quota: int | None
+    # The largest charge any upload can have: how far below a quota one need not queue.
+    max_charge: int
+
+
 async def insert_pending(
     *,
     organization_id: uuid.UUID,
@@ -71,31 +103,54 @@ async def insert_pending(
     stage: str,
     uploaded_by: uuid.UUID,
     upload_expires_at: datetime,
-    max_items: int,
+    bounds: Bounds,
     request_id: str | None = None,
+    declared_size: int | None = None,
     multipart: MultipartColumns | None = None,
 ) -> uuid.UUID | None:
     """Insert a PENDING_UPLOAD row if the session belongs to the organization, is open
-    and has had fewer than `max_items`, else None.
+    and has had fewer than `max_items`, else None; raises TooManyPending or OverQuota
+    (and then writes nothing).
 
-    The hot path of getUploadUrl: one statement that checks and inserts, sent straight
-    through the engine's connection pool, because Piccolo's query builders cost more
-    CPU than the database round trip.
+    The hot path of getUploadUrl: one call of the database's `add_pending_upload` (see
+    piccolo_migrations), sent straight through the engine's connection pool, because
+    Piccolo's query builders cost more CPU than the database round trip.
     """
-    return await pool().fetchval(  # type: ignore[no-any-return]
-        _INSERT_PENDING,
-        session_id,
-        organization_id,
-        file_key,
-        original_filename,
-        content_type,
-        stage,
-        uploaded_by,
-        upload_expires_at,
-        request_id,
-        *(multipart or _SINGLE_PUT),
-        max_items,
-    )
+    upload_id, declared, part_size = multipart or (None, declared_size, None)
+    try:
+        return await pool().fetchval(  # type: ignore[no-any-return]
+            _INSERT_PENDING,
+            session_id,
+            organization_id,
+            file_key,
+            original_filename,
+            content_type,
+            stage,
+            uploaded_by,
+            upload_expires_at,
+            request_id,
+            upload_id,
+            declared,
+            part_size,
+            bounds.max_items,
+            bounds.max_pending,
+            bounds.late_allowance,
+            bounds.charge,
+            bounds.default_quota,
+            bounds.max_charge,
+        )
+    except asyncpg.PostgresError as error:
+        raise _refusal(error) from None
+
+
+def _refusal(error: Exception) -> Exception:
+    detail = str(getattr(error, "detail", None) or "0")
+    state = getattr(error, "sqlstate", None)
+    if state == _TOO_MANY_PENDING:
+        return TooManyPending(datetime.fromtimestamp(float(detail), UTC))
+    if state == _OVER_QUOTA:
+        return OverQuota(int(detail))
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,25 +163,12 @@ class MultipartColumns:
         return iter((self.upload_id, self.declared_size, self.part_size))
 
 
-_SINGLE_PUT = (None, None, None)
-
-# The session's count goes up in the statement that adds the row: of two requests for
-# the last place, the second waits for the first's row lock and then finds it taken;
-# and a closeSession's update, in either order, comes wholly before or after.
-_INSERT_PENDING = """
-WITH s AS (
-  UPDATE garage_sessions SET item_count = item_count + 1
-  WHERE id = $1 AND organization_id = $2 AND item_count < $13 AND closed_at IS NULL
-  RETURNING id
+# SQLSTATEs add_pending_upload raises its refusals with (after writing, all rolled back).
+_TOO_MANY_PENDING, _OVER_QUOTA = "MG001", "MG002"
+_INSERT_PENDING = (
+    "SELECT add_pending_upload($1, $2, $3, $4, $5, $6, $7::uuid, $8, $9, $10, $11, $12, $13,"
+    " $14, $15, $16, $17, $18)"
 )
-INSERT INTO session_media (
-  session_id, file_key, original_filename, content_type, stage, uploaded_by, upload_expires_at,
-  changed_by, change_ref, upload_id, declared_size, part_size
-)
-SELECT s.id, $3, $4, $5, $6, $7::uuid, $8, 'user:' || $7::uuid::text, $9, $10, $11, $12
-FROM s
-RETURNING id
-"""
 
 
 def _in_organization(organization_id: uuid.UUID) -> Any:
@@ -226,6 +268,7 @@ class MediaChanges(TypedDict, total=False):
     processed_key: str
     processed_content_type: str
     poster_key: str | None
+    poster_size: int | None
     checksum_sha256: str
     width: int
     height: int

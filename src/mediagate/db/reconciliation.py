@@ -106,3 +106,8 @@ async def pending_upload_ids(upload_ids: list[str]) -> set[str]:
         & (SessionMedia.status == MediaStatus.PENDING_UPLOAD.value)
     )
     return {row["upload_id"] for row in rows}
+
+
+async def database_now() -> datetime:
+    """The database's clock: what `updated_at` columns are compared with."""
+    return await pool().fetchval("SELECT clock_timestamp()")  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     OnDelete,
+    SmallInt,
     Text,
     Timestamptz,
     Varchar,
@@ -64,6 +65,10 @@ class SessionMedia(Table, tablename="session_media"):
     upload_id = Text(null=True, default=None)
     declared_size = BigInt(null=True, default=None)
     part_size = BigInt(null=True, default=None)
+    # What the item counts against its organization's usage (set by trigger) and its
+    # poster's size (part of that once COMPLETED).
+    charged_bytes = BigInt(default=0, null=False)
+    poster_size = BigInt(null=True, default=None)
     # The last writer, copied into audit_events by trigger (see piccolo_migrations).
     changed_by = Text(null=True, default=None)
     change_ref = Text(null=True, default=None)
@@ -83,4 +88,27 @@ class AuditEvent(Table, tablename="audit_events"):
     reference = Text(null=True, default=None)
 
 
-TABLES: tuple[type[Table], ...] = (User, UploadSession, SessionMedia, AuditEvent)
+class OrganizationQuota(Table, tablename="organization_quotas"):
+    """An organization's own quota (NULL: none); without a row, the default applies."""
+
+    organization_id = UUID(primary_key=True)
+    quota_bytes = BigInt(null=True, default=None)
+
+
+class UsageShard(Table, tablename="usage_shards"):
+    """Part of an organization's usage, kept by triggers (see piccolo_migrations)."""
+
+    organization_id = UUID(null=False)
+    shard = SmallInt(null=False)
+    used_bytes = BigInt(default=0, null=False)
+    updated_at = Timestamptz()
+
+
+TABLES: tuple[type[Table], ...] = (
+    User,
+    UploadSession,
+    SessionMedia,
+    AuditEvent,
+    OrganizationQuota,
+    UsageShard,
+)

@@ -47,6 +47,11 @@ def part_count(size: int, part_size: int) -> int:
     return -(-size // part_size)
 
 
+def part_length(number: int, size: int, part_size: int) -> int:
+    """Bytes part `number` holds: `part_size`, but the last, which holds the rest."""
+    return min(part_size, size - (number - 1) * part_size)
+
+
 def check_part_numbers(numbers: Sequence[int], count: int) -> list[int]:
     """Distinct part numbers of this upload, at most MAX_URLS_PER_CALL of them."""
     if not numbers:

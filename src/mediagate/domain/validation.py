@@ -116,7 +116,11 @@ class StoredObject:
 
 
 def rejection_reason(
-    stored: StoredObject, declared_type: str, max_bytes: int, url_expires_at: datetime | None
+    stored: StoredObject,
+    declared_type: str,
+    max_bytes: int,
+    url_expires_at: datetime | None,
+    declared_size: int | None = None,
 ) -> str | None:
     """Why an uploaded object must be rejected, or None when it is acceptable.
 
@@ -127,6 +131,8 @@ def rejection_reason(
         return "the uploaded file is empty"
     if stored.size > max_bytes:
         return f"the uploaded file is {stored.size} bytes; the limit is {max_bytes} bytes"
+    if declared_size is not None and stored.size != declared_size:
+        return f"the uploaded file is {stored.size} bytes, not the {declared_size} declared"
     actual_type = stored.content_type.split(";", 1)[0].strip().lower()
     if actual_type != declared_type:
         return f"the upload was sent as {actual_type or 'no type'}, not {declared_type}"

@@ -6,13 +6,38 @@ process (or replica) answers the scrape, and survive restarts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class RefusalCounts:
+    """Uploads this process refused at a bound, by the bound's name (its setting)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = dict.fromkeys(REFUSAL_LIMITS, 0)
+
+    def count(self, limit: str) -> None:
+        self._counts[limit] = self._counts.get(limit, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._counts)
+
+
+REFUSAL_LIMITS = (
+    "UPLOAD_REQUIRE_SIZE",
+    "MAX_IMAGE_BYTES",
+    "MAX_VIDEO_BYTES",
+    "MAX_SESSION_ITEMS",
+    "MAX_PENDING_UPLOADS_PER_USER",
+    "ORG_STORAGE_QUOTA_BYTES",
+)
+# One per process: the refusals happen in services, the scrape reads them here.
+REFUSALS = RefusalCounts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +54,8 @@ class Snapshot:
     # Seconds the oldest undelivered webhook event has waited (0: none waits).
     webhook_backlog_seconds: float = 0.0
     webhook_endpoints_disabled: int = 0
+    # Of the API process that answers the scrape, since it started.
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -85,7 +112,17 @@ class _SnapshotCollector(Collector):
             "Webhook endpoints disabled because they answered 410 Gone",
         )
         disabled.add_metric([], self._snapshot.webhook_endpoints_disabled)
-        return [media, viruses, latency, queues, stuck, subscriptions, dropped, backlog, disabled]
+        refused = CounterMetricFamily(
+            "mediagate_upload_refusals",
+            "Upload requests refused at a bound (its setting), by the API process that answered",
+            labels=["limit"],
+        )
+        for limit, count in self._snapshot.refusals.items():
+            refused.add_metric([limit], count)
+        return [
+            media, viruses, latency, queues, stuck, subscriptions, dropped, backlog, disabled,
+            refused,
+        ]  # fmt: skip
 
 
 def render(snapshot: Snapshot) -> bytes:

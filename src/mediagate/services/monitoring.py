@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from mediagate.db import stats, webhook_rows
-from mediagate.observability.metrics import Snapshot
+from mediagate.observability.metrics import REFUSALS, Snapshot
 
 LATENCY_WINDOW = timedelta(hours=1)
 
@@ -53,6 +53,7 @@ async def snapshot(broker: Broker, feed: Feed, stuck_after: timedelta) -> Snapsh
         slow_subscribers_dropped=feed.dropped_count,
         webhook_backlog_seconds=backlog_seconds,
         webhook_endpoints_disabled=disabled_endpoints,
+        refusals=REFUSALS.snapshot(),
     )
 
 
@@ -89,4 +90,5 @@ class CachedSnapshots:
             self._last.snapshot,
             subscriptions=self._feed.subscriber_count,
             slow_subscribers_dropped=self._feed.dropped_count,
+            refusals=REFUSALS.snapshot(),
         )

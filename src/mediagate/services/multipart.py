@@ -31,13 +31,19 @@ from mediagate.domain.multipart import (
     completion_lock,
     completion_problem,
     part_count,
+    part_length,
     part_size_for,
 )
 from mediagate.domain.principal import Principal
 from mediagate.domain.status import MediaStatus
 from mediagate.errors import BadUserInput, ClientError, Conflict, NotFound, ServiceUnavailable
 from mediagate.services.media_view import MediaView, to_view
-from mediagate.services.sessions import add_pending, authorize_session
+from mediagate.services.sessions import (
+    add_pending,
+    authorize_session,
+    check_size,
+    upload_bounds,
+)
 from mediagate.storage.multipart import MultipartUploads, PartsRefused, UploadGone
 from mediagate.storage.object_store import ObjectStore
 
@@ -90,10 +96,7 @@ class MultipartService:
         request_id: str,
     ) -> MultipartTicket:
         request = validation.check_upload_request(filename, content_type, stage)
-        kind = request.media_type.kind
-        validation.check_declared_size(
-            size, request.media_type, self._settings.uploads.max_bytes(kind)
-        )
+        check_size(self._settings.uploads, request, size)
         await authorize_session(principal, session_id)
         await self._ensure_user(principal)
 
@@ -114,8 +117,8 @@ class MultipartService:
                 file_key,
                 now + self._ttl,
                 request_id,
-                self._settings.uploads.max_session_items,
-                columns,
+                upload_bounds(self._settings.uploads, request, size),
+                multipart=columns,
             )
         except ClientError:  # full, or the session went away meanwhile
             await self._uploads.abort(file_key, upload_id)
@@ -128,7 +131,7 @@ class MultipartService:
             part_size=part_size,
             part_count=count,
             expires_in=self._settings.uploads.upload_url_ttl,
-            parts=self._sign(file_key, upload_id, first, now),
+            parts=self._sign(columns, file_key, first, now),
         )
 
     async def part_urls(
@@ -145,7 +148,9 @@ class MultipartService:
         now = self._clock()
         if not await repo.extend_upload_window(record.id, now + self._ttl):
             raise Conflict("the upload is not open any more")
-        return self._sign(file_key, upload_id, numbers, now)
+        assert record.declared_size is not None and record.part_size is not None
+        columns = MultipartColumns(upload_id, record.declared_size, record.part_size)
+        return self._sign(columns, file_key, numbers, now)
 
     async def uploaded_parts(
         self, principal: Principal, session_id: uuid.UUID, file_key: str, upload_id: str
@@ -275,11 +280,20 @@ class MultipartService:
         return timedelta(seconds=self._settings.uploads.upload_url_ttl)
 
     def _sign(
-        self, file_key: str, upload_id: str, numbers: Iterable[int], now: datetime
+        self, upload: MultipartColumns, file_key: str, numbers: Iterable[int], now: datetime
     ) -> list[PartUrl]:
+        """Each URL signs its part's exact length: the store refuses a part of another."""
         return [
             PartUrl(
-                number, self._store.presign_upload_part(file_key, upload_id, number, self._ttl, now)
+                number,
+                self._store.presign_upload_part(
+                    file_key,
+                    upload.upload_id,
+                    number,
+                    self._ttl,
+                    now,
+                    part_length(number, upload.declared_size, upload.part_size),
+                ),
             )
             for number in numbers
         ]

@@ -3,20 +3,37 @@ what the product's backend (a service token) does with them: create, close, list
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from mediagate.config.sections import UploadSettings
 from mediagate.db import media_rows as repo
 from mediagate.db import session_rows
-from mediagate.db.media_rows import MultipartColumns
+from mediagate.db.media_rows import Bounds, MultipartColumns
 from mediagate.db.session_rows import SessionRecord
+from mediagate.domain.media_types import MediaKind
 from mediagate.domain.principal import Principal
 from mediagate.domain.session_fields import check_external_id, encode_metadata
 from mediagate.domain.status import MediaStatus
-from mediagate.domain.validation import UploadRequest, check_page_size
-from mediagate.errors import BadUserInput, Conflict, Forbidden, LimitExceeded, NotFound
+from mediagate.domain.validation import (
+    CLOCK_SKEW,
+    UploadRequest,
+    check_declared_size,
+    check_page_size,
+)
+from mediagate.errors import (
+    BadUserInput,
+    Conflict,
+    Forbidden,
+    LimitExceeded,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+)
+from mediagate.observability.metrics import REFUSALS
 from mediagate.services.paging import Connection, connection, decode_cursor, encode_cursor
 
 
@@ -28,6 +45,34 @@ async def authorize_session(principal: Principal, session_id: uuid.UUID) -> None
         raise Forbidden("access denied")
 
 
+def check_size(settings: UploadSettings, request: UploadRequest, size: int | None) -> None:
+    """A size is given when one is required, and within the type's limit."""
+    if size is None:
+        if settings.require_size:
+            REFUSALS.count("UPLOAD_REQUIRE_SIZE")
+            raise BadUserInput("size is required (UPLOAD_REQUIRE_SIZE)", field="size")
+        return
+    kind = request.media_type.kind
+    try:
+        check_declared_size(size, request.media_type, settings.max_bytes(kind))
+    except BadUserInput:
+        REFUSALS.count("MAX_IMAGE_BYTES" if kind is MediaKind.IMAGE else "MAX_VIDEO_BYTES")
+        raise
+
+
+def upload_bounds(settings: UploadSettings, request: UploadRequest, declared: int | None) -> Bounds:
+    """What a new upload is checked against. Until its file is stored it counts at its
+    declared size, or at its type's limit when it declared none: the most it may be."""
+    return Bounds(
+        max_items=settings.max_session_items,
+        max_pending=settings.max_pending_per_user,
+        late_allowance=CLOCK_SKEW,
+        charge=declared if declared is not None else settings.max_bytes(request.media_type.kind),
+        default_quota=settings.org_quota_bytes,
+        max_charge=max(settings.max_image_bytes, settings.max_video_bytes),
+    )
+
+
 async def add_pending(
     principal: Principal,
     session_id: uuid.UUID,
@@ -35,33 +80,54 @@ async def add_pending(
     file_key: str,
     expires_at: datetime,
     request_id: str,
-    max_items: int,
+    bounds: Bounds,
+    declared_size: int | None = None,
     multipart: MultipartColumns | None = None,
 ) -> uuid.UUID:
-    """A PENDING_UPLOAD row in the session, if it is the principal's organization's and
-    has room; raises NotFound, Forbidden or LimitExceeded otherwise."""
-    inserted = await repo.insert_pending(
-        organization_id=principal.organization_id,
-        session_id=session_id,
-        file_key=file_key,
-        original_filename=request.filename,
-        content_type=request.media_type.content_type,
-        stage=request.stage,
-        uploaded_by=principal.user_id,
-        upload_expires_at=expires_at,
-        request_id=request_id,
-        multipart=multipart,
-        max_items=max_items,
-    )
+    """A PENDING_UPLOAD row in the session, if it is the principal's organization's, is
+    open, has room, the user has fewer outstanding uploads than allowed and the
+    organization's quota holds the charge; raises the refusal's error otherwise."""
+    try:
+        inserted = await repo.insert_pending(
+            organization_id=principal.organization_id,
+            session_id=session_id,
+            file_key=file_key,
+            original_filename=request.filename,
+            content_type=request.media_type.content_type,
+            stage=request.stage,
+            uploaded_by=principal.user_id,
+            upload_expires_at=expires_at,
+            request_id=request_id,
+            bounds=bounds,
+            declared_size=declared_size,
+            multipart=multipart,
+        )
+    except repo.TooManyPending as refusal:
+        wait = max(1, math.ceil((refusal.retry_at - datetime.now(UTC)).total_seconds()))
+        REFUSALS.count("MAX_PENDING_UPLOADS_PER_USER")
+        raise RateLimited(
+            f"you have {bounds.max_pending} uploads waiting for their files, the most one "
+            f"user may; retry in {wait} s (or finish one)",
+            limit="MAX_PENDING_UPLOADS_PER_USER",
+            retryAfter=wait,
+        ) from None
+    except repo.OverQuota as refusal:
+        REFUSALS.count("ORG_STORAGE_QUOTA_BYTES")
+        raise QuotaExceeded(
+            f"the organization's storage quota of {refusal.quota} bytes would be passed"
+            f" by {bounds.charge} more; delete media or ask for a larger quota",
+            limit="ORG_STORAGE_QUOTA_BYTES",
+        ) from None
     if inserted is not None:
         return inserted
     await authorize_session(principal, session_id)  # raises the precise error
     session = await session_rows.find_session(principal.organization_id, session_id)
     if session is not None and session.closed_at is not None:
         raise Conflict("the session is closed: it takes no new uploads")
-    if await session_rows.session_item_count(session_id) >= max_items:
+    if await session_rows.session_item_count(session_id) >= bounds.max_items:
+        REFUSALS.count("MAX_SESSION_ITEMS")
         raise LimitExceeded(
-            f"the session has {max_items} items, the most it may have; use another session",
+            f"the session has {bounds.max_items} items, the most it may have; use another session",
             limit="MAX_SESSION_ITEMS",
         )
     raise NotFound("session not found")  # deleted meanwhile

@@ -24,7 +24,12 @@ from mediagate.errors import BadUserInput, Conflict, NotFound, ServiceUnavailabl
 from mediagate.events.messages import ProcessJob
 from mediagate.services.media_view import MediaView, to_view
 from mediagate.services.multipart import MultipartService
-from mediagate.services.sessions import add_pending, authorize_session
+from mediagate.services.sessions import (
+    add_pending,
+    authorize_session,
+    check_size,
+    upload_bounds,
+)
 from mediagate.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ class UploadPolicy:
     upload_url_expires_in: int
     download_url_expires_in: int
     multipart_part_size: int
+    size_required: bool
 
 
 def upload_policy(settings: Settings) -> UploadPolicy:
@@ -99,6 +105,7 @@ def upload_policy(settings: Settings) -> UploadPolicy:
         ),
         stages=tuple(sorted(STAGES)),
         default_stage=DEFAULT_STAGE,
+        size_required=settings.uploads.require_size,
         max_filename_bytes=validation.MAX_FILENAME_BYTES,
         max_alt_chars=validation.MAX_ALT_CHARS,
         upload_url_expires_in=settings.uploads.upload_url_ttl,
@@ -114,6 +121,7 @@ def upload_problem(settings: Settings, record: MediaRecord, stored: StoredObject
         record.content_type,
         settings.uploads.max_bytes(MEDIA_TYPES[record.content_type].kind),
         None if record.multipart else record.upload_expires_at,
+        record.declared_size,
     )
 
 
@@ -138,6 +146,7 @@ class UploadService:
         self._clock = clock
         self._known_users: set[Principal] = set()
         self.policy = upload_policy(settings)
+        self.limits = settings.uploads
         self.multipart = MultipartService(
             settings, store, self.ensure_user, self.confirm_upload, clock
         )
@@ -150,11 +159,16 @@ class UploadService:
         content_type: str,
         stage: str | None,
         request_id: str,
+        size: int | None = None,
     ) -> UploadTicket:
+        """A row and a presigned PUT. With `size`, the URL signs Content-Length: the
+        store itself refuses a body of any other length."""
         request = validation.check_upload_request(filename, content_type, stage)
+        limits = self._settings.uploads
+        check_size(limits, request, size)
         await self.ensure_user(principal)
 
-        ttl = self._settings.uploads.upload_url_ttl
+        ttl = limits.upload_url_ttl
         now = self._clock()
         file_key = keys.upload_key(session_id, request.stage, request.extension)
         expires_at = now + timedelta(seconds=ttl)
@@ -165,9 +179,10 @@ class UploadService:
             file_key,
             expires_at,
             request_id,
-            self._settings.uploads.max_session_items,
+            upload_bounds(limits, request, size),
+            declared_size=size,
         )
-        upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now)
+        upload_url = self._store.presign_put(file_key, timedelta(seconds=ttl), now, size)
         return UploadTicket(upload_url=upload_url, file_key=file_key, expires_in=ttl)
 
     async def confirm_upload(

@@ -9,12 +9,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from minio import Minio
 from minio.error import S3Error
 from minio.sse import SseS3
@@ -74,29 +79,61 @@ class ObjectStore:
             (settings.s3.upload_access_key, settings.s3.upload_secret_key),
         )
         self._encrypt = settings.s3.sse
+        self._upload_credentials = Credentials(
+            settings.s3.upload_access_key, settings.s3.upload_secret_key
+        )
+        self._region = settings.s3.region
+        public = urlsplit(settings.s3.public_endpoint)
+        self._public_origin = f"{public.scheme}://{public.netloc}"  # as the minio SDK signs it
 
-    def presign_put(self, key: str, ttl: timedelta, now: datetime) -> str:
-        """A PUT URL valid for `ttl` from `now`.
+    def presign_put(self, key: str, ttl: timedelta, now: datetime, size: int | None = None) -> str:
+        """A PUT URL valid for `ttl` from `now`; with `size`, Content-Length is among its
+        signed headers, so the store refuses a body of any other length.
 
-        The SDK signs only the host header of presigned URLs, so the content type is
-        not bound by the signature; confirmUpload and the worker check it instead.
+        The content type is not bound by the signature; confirmUpload and the worker
+        check it instead.
         """
+        if size is not None:
+            return self._sign_with_length(key, ttl, size, {})
         return self._upload_signer.get_presigned_url(
             "PUT", self.bucket, key, expires=ttl, request_date=now
         )
 
     def presign_upload_part(
-        self, key: str, upload_id: str, part_number: int, ttl: timedelta, now: datetime
+        self,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        ttl: timedelta,
+        now: datetime,
+        size: int | None = None,
     ) -> str:
         """A PUT URL for one part of a multipart upload, signed like presign_put's."""
+        query: dict[str, str | list[str] | tuple[str]] = {
+            "partNumber": str(part_number),
+            "uploadId": upload_id,
+        }
+        if size is not None:
+            return self._sign_with_length(key, ttl, size, query)
         return self._upload_signer.get_presigned_url(
-            "PUT",
-            self.bucket,
-            key,
-            expires=ttl,
-            request_date=now,
-            extra_query_params={"partNumber": str(part_number), "uploadId": upload_id},
+            "PUT", self.bucket, key, expires=ttl, request_date=now, extra_query_params=query
         )
+
+    def _sign_with_length(
+        self, key: str, ttl: timedelta, size: int, query: Mapping[str, object]
+    ) -> str:
+        """The minio SDK signs only the host of a presigned URL; botocore's SigV4 signer
+        signs every header of the request, Content-Length among them. It signs at the
+        time of the call."""
+        signer = S3SigV4QueryAuth(
+            self._upload_credentials, "s3", self._region, expires=int(ttl.total_seconds())
+        )
+        url = f"{self._public_origin}/{self.bucket}/{quote(key, safe='/')}"
+        if query:
+            url += "?" + urlencode(query)
+        request = AWSRequest(method="PUT", url=url, headers={"Content-Length": str(size)})
+        signer.add_auth(request)
+        return str(request.url)
 
     def presign_get(self, key: str, ttl: timedelta, now: datetime) -> str:
         return self._signer.get_presigned_url(
@@ -175,14 +212,20 @@ class ObjectStore:
     ) -> list[tuple[str, datetime]]:
         """Up to `limit` (key, last modified) under `prefix` after `start_after`, in the
         store's order (byte order of the keys)."""
-        return await asyncio.to_thread(self._list_page, prefix, start_after, limit)
+        listed = await asyncio.to_thread(self._listed, prefix, start_after, limit)
+        return [(found.object_name, found.last_modified) for found in listed]
 
-    def _list_page(self, prefix: str, start_after: str, limit: int) -> list[tuple[str, datetime]]:
+    async def list_sizes(self, prefix: str, start_after: str, limit: int) -> list[tuple[str, int]]:
+        """As list_page, with each object's size instead of its time."""
+        listed = await asyncio.to_thread(self._listed, prefix, start_after, limit)
+        return [(found.object_name, found.size or 0) for found in listed]
+
+    def _listed(self, prefix: str, start_after: str, limit: int) -> list[Any]:
         listed = self.client.list_objects(
             self.bucket, prefix=prefix, recursive=True, start_after=start_after or None
         )
         return [
-            (found.object_name, found.last_modified)
+            found
             for found in itertools.islice(listed, limit)
             if found.object_name is not None and found.last_modified is not None
         ]

@@ -410,6 +410,7 @@ class MediaPipeline:
             processed_key=final_key,
             processed_content_type=output.content_type,
             poster_key=poster_key,
+            poster_size=None if output.poster is None else output.poster.stat().st_size,
             file_size=output.path.stat().st_size,
             checksum_sha256=checksum,
             width=output.width,

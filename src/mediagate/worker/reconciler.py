@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mediagate.config import ReconcilerSettings
-from mediagate.db import locks, reconciliation
+from mediagate.db import locks, reconciliation, usage_rows
 from mediagate.db import media_rows as repo
 from mediagate.db.media_rows import MediaRecord
 from mediagate.domain import keys
@@ -72,6 +72,8 @@ class Findings:
     multipart_aborted: list[str] = field(default_factory=list)
     orphans_deleted: list[str] = field(default_factory=list)
     completed_missing_object: list[str] = field(default_factory=list)
+    # Organizations whose usage counter was not what the store holds for them.
+    usage_corrected: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {name: len(found) for name, found in vars(self).items()}
@@ -114,6 +116,7 @@ class Reconciler:
         await self._sweep_uploads(now, findings)
         await self._sweep_multipart(now, findings)
         await self._sweep_outputs(now, findings)
+        await self._correct_usage(findings)
         self._report(findings)
         return findings
 
@@ -215,6 +218,31 @@ class Reconciler:
                 expected = await outputs.next()
             else:
                 stored, expected = await objects.next(), await outputs.next()
+
+    async def _correct_usage(self, findings: Findings) -> None:
+        """Each organization's usage counter against the store's listing of what its
+        rows hold (orphans, swept above, are no one's), plus its reservations."""
+        listed_from = await reconciliation.database_now()
+        stored: dict[uuid.UUID, int] = {}
+        for prefix, owned in (
+            (keys.UPLOADS_PREFIX, usage_rows.stored_bytes_of_uploads),
+            (keys.PROCESSED_PREFIX, usage_rows.stored_bytes_of_outputs),
+        ):
+            after = ""
+            while page := await self._store.list_sizes(prefix, after, PAGE):
+                after = page[-1][0]
+                for organization, size in (await owned(page)).items():
+                    stored[organization] = stored.get(organization, 0) + size
+        for drift in await usage_rows.correct(stored, listed_from, apply=not self._dry):
+            findings.usage_corrected.append(str(drift.organization_id))
+            log.warning(
+                "organization usage drifted from the store",
+                extra={
+                    "organization": str(drift.organization_id),
+                    "counted": drift.counted,
+                    "actual": drift.actual,
+                },
+            )
 
     async def _delete_orphan(self, key: str, findings: Findings) -> None:
         findings.orphans_deleted.append(key)
