@@ -51,7 +51,7 @@ async def hooked(
             "VALIDATION_HOOK_URL": receiver.url,
             "VALIDATION_HOOK_SECRET": SECRET,
             "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
-            "WEBHOOK_TIMEOUT": "1",
+            "WEBHOOK_TIMEOUT": "2",
         }
     )
     scanner = ClamdScanner(settings.scanner.host, settings.scanner.port, settings.scanner.timeout)
@@ -106,7 +106,7 @@ async def test_refusal_rejects_with_the_reason_and_leaves_no_copy(
 @pytest.mark.parametrize(
     "reply",
     [
-        Reply(200, body=b'{"accept": true}', hold=3.0),  # past WEBHOOK_TIMEOUT (1 s)
+        Reply(200, body=b'{"accept": true}', hold=5.0),  # past WEBHOOK_TIMEOUT (2 s)
         Reply(500, body=b'{"accept": true}'),
         Reply(302, {"Location": "http://127.0.0.1:9/"}),
         Reply(200, body=b"<html>yes</html>"),
