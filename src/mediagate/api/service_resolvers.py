@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from graphql import GraphQLResolveInfo
+
 from mediagate.api.context import RequestContext
 from mediagate.api.graphql.schema import Resolver
 from mediagate.api.resolvers import with_principal
-from mediagate.db.webhook_rows import EndpointRecord
+from mediagate.db.webhook_rows import AttemptRecord, EndpointRecord
 from mediagate.domain.principal import Principal
 from mediagate.services import sessions, usage
 from mediagate.services.paging import Connection
 from mediagate.services.sessions import SessionView
 from mediagate.services.usage import OrganizationUsage
-from mediagate.services.webhooks import DeliveryAttempt, EndpointSecret
+from mediagate.services.webhooks import EndpointSecret
 
 
 @with_principal
@@ -85,7 +87,7 @@ async def webhook_deliveries(
     endpointId: uuid.UUID,
     first: int,
     after: str | None = None,
-) -> Connection[DeliveryAttempt]:
+) -> Connection[AttemptRecord]:
     return await context.webhooks.deliveries(principal, endpointId, first, after)
 
 
@@ -106,7 +108,12 @@ async def set_organization_quota(
     return await usage.set_organization_quota(principal, bytes, useDefault, context.uploads.limits)
 
 
+async def attempt_event_id(source: AttemptRecord, _info: GraphQLResolveInfo) -> str:
+    return str(source.event_id)
+
+
 SERVICE_RESOLVERS: dict[str, Resolver] = {
+    "WebhookDelivery.eventId": attempt_event_id,
     "Query.organizationUsage": organization_usage,
     "Mutation.setOrganizationQuota": set_organization_quota,
     "Mutation.createSession": create_session,

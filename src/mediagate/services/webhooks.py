@@ -27,35 +27,6 @@ class EndpointSecret:
     secret: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryAttempt:
-    """One node of webhookDeliveries."""
-
-    id: int
-    delivery_id: str
-    event_id: str
-    type: str
-    attempt: int
-    http_status: int | None
-    error: str | None
-    occurred_at: datetime
-    duration_ms: int
-
-    @classmethod
-    def of(cls, record: AttemptRecord) -> DeliveryAttempt:
-        return cls(
-            record.id,
-            str(record.delivery_id),
-            str(record.event_id),
-            record.type,
-            record.attempt,
-            record.http_status,
-            record.error,
-            record.occurred_at,
-            record.duration_ms,
-        )
-
-
 class WebhookService:
     def __init__(self, settings: Settings, client: OutboundClient) -> None:
         self._settings = settings.webhooks
@@ -110,7 +81,7 @@ class WebhookService:
 
     async def deliveries(
         self, principal: Principal, endpoint_id: uuid.UUID, first: int | None, after: str | None
-    ) -> Connection[DeliveryAttempt]:
+    ) -> Connection[AttemptRecord]:
         """The endpoint's attempts, oldest first."""
         require_service(principal)
         first = check_page_size(first)
@@ -119,11 +90,7 @@ class WebhookService:
         records = await webhook_rows.attempts(
             endpoint_id, decode_id_cursor(_CURSOR_KIND, after), first + 1
         )
-        return connection(
-            [DeliveryAttempt.of(record) for record in records],
-            first,
-            lambda node: encode_cursor(_CURSOR_KIND, str(node.id)),
-        )
+        return connection(records, first, lambda node: encode_cursor(_CURSOR_KIND, str(node.id)))
 
     async def redeliver(self, principal: Principal, delivery_id: str) -> bool:
         require_service(principal)
