@@ -85,6 +85,12 @@ class ObjectStore:
         self._region = settings.s3.region
         public = urlsplit(settings.s3.public_endpoint)
         self._public_origin = f"{public.scheme}://{public.netloc}"  # as the minio SDK signs it
+        # The Host header as clients send it (no default port). Given, botocore need not
+        # parse it out of every URL again: a third of its time per signature.
+        default_port = 443 if public.scheme == "https" else 80
+        self._public_host = (
+            public.netloc.rsplit(":", 1)[0] if public.port == default_port else public.netloc
+        )
 
     def presign_put(self, key: str, ttl: timedelta, now: datetime, size: int | None = None) -> str:
         """A PUT URL valid for `ttl` from `now`; with `size`, Content-Length is among its
@@ -131,7 +137,9 @@ class ObjectStore:
         url = f"{self._public_origin}/{self.bucket}/{quote(key, safe='/')}"
         if query:
             url += "?" + urlencode(query)
-        request = AWSRequest(method="PUT", url=url, headers={"Content-Length": str(size)})
+        request = AWSRequest(
+            method="PUT", url=url, headers={"Host": self._public_host, "Content-Length": str(size)}
+        )
         signer.add_auth(request)
         return str(request.url)
 
