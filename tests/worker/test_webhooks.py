@@ -328,8 +328,7 @@ async def test_an_address_left_out_of_the_allowed_list_is_never_connected_to(
     wide = dataclasses.replace(
         hook_settings.outbound, allowed_networks=AllowedNetworks.parse("127.0.0.0/8")
     )
-    wide_settings = dataclasses.replace(hook_settings, outbound=wide)
-    service = WebhookService(wide_settings, OutboundClient(wide))
+    service = WebhookService(hook_settings.webhooks, OutboundClient(wide))
     principal = dataclasses.replace(tenant.principal, is_service=True)
     created = await service.create(principal, f"http://127.0.0.2:{port}/hooks", None)
     media_id = await _pending_item(hook_api, tenant)

@@ -146,7 +146,7 @@ async def _start(settings: Settings, opened: AsyncExitStack) -> Services:
     uploads = UploadService(settings, ObjectStore(settings), publisher)
     outbound = OutboundClient(settings.outbound)
     opened.push_async_callback(outbound.close)
-    webhooks = WebhookService(settings, outbound)
+    webhooks = WebhookService(settings.webhooks, outbound)
     await configure_endpoint_for_all(settings)
     executor = GraphQLExecutor(
         load_schema({**RESOLVERS, **SERVICE_RESOLVERS}, authenticate, SUBSCRIPTIONS),

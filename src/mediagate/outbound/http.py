@@ -73,9 +73,14 @@ class OutboundClient:
         except ValueError:
             pass
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            # Bounded here, not only by post(): registration checks a name too, and a
+            # resolver that never answers must not hold the API's request.
+            async with asyncio.timeout(self._timeout):
+                found = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+        except TimeoutError:
+            raise NoAnswer(f"{host} was not resolved within {self._timeout:g} s") from None
         except OSError as error:
             raise NoAnswer(f"{host} could not be resolved: {error}") from None
         unique = dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found)

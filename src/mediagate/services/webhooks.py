@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mediagate.config import Settings
+from mediagate.config import Settings, WebhookSettings
 from mediagate.db import webhook_rows
 from mediagate.db.webhook_rows import AttemptRecord, EndpointRecord
 from mediagate.domain.principal import Principal
@@ -28,8 +28,8 @@ class EndpointSecret:
 
 
 class WebhookService:
-    def __init__(self, settings: Settings, client: OutboundClient) -> None:
-        self._settings = settings.webhooks
+    def __init__(self, settings: WebhookSettings, client: OutboundClient) -> None:
+        self._settings = settings
         self._client = client
 
     async def create(
