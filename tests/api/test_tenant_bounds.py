@@ -241,8 +241,9 @@ async def test_a_quota_of_its_own_and_the_cli(
 
 @pytest.fixture(scope="module")
 def small_files(env: dict[str, str], api: httpx.AsyncClient) -> Iterator[ServedApi]:
-    """Files of at most 100 kB against a 1 MB quota: most of the way, reservations pass
-    without waiting for each other; near the quota, they are checked one at a time."""
+    """Files of at most 100 kB against a 1 MB quota: a reservation that fits the share of
+    the quota a free shard holds passes without waiting; the others take every shard and
+    check the sum, one at a time."""
     small_env = {
         **env,
         "MAX_IMAGE_BYTES": "100000",
@@ -253,20 +254,24 @@ def small_files(env: dict[str, str], api: httpx.AsyncClient) -> Iterator[ServedA
         yield served
 
 
+# 50 kB never fits a shard's share of 1 MB (1/64 of it): each is checked against the sum.
+# 9 kB fits one share once, so the shards' shares and the sum are both at work, at once.
+@pytest.mark.parametrize(("requests", "size"), [(30, 50_000), (150, 9_000)])
 async def test_concurrent_reservations_never_pass_the_quota_together(
-    small_files: ServedApi, settings: Settings, tenant: Tenant
+    small_files: ServedApi, settings: Settings, tenant: Tenant, requests: int, size: int
 ) -> None:
     # Each by a user of its own into a session of its own: one user's requests, or one
     # session's, queue on their own locks anyway.
     organization = tenant.principal.organization_id
     others = []
-    for _ in range(30):
+    for _ in range(requests):
         user = Principal(uuid.uuid4(), organization)
         session = await session_rows.create_session(organization)
         others.append(Tenant(user, session, issue_token(settings, user, 600)))
     async with httpx.AsyncClient(base_url=small_files.url, timeout=60) as client:
-        answers = await asyncio.gather(*(_ask(client, other, 50_000) for other in others))
-        assert sum("errors" not in a for a in answers) == QUOTA // 50_000
+        answers = await asyncio.gather(*(_ask(client, other, size) for other in others))
+        assert sum("errors" not in a for a in answers) == QUOTA // size
         assert {tuple(error_codes(a)) for a in answers} == {(), ("QUOTA_EXCEEDED",)}
-        assert (await _usage(client, settings, tenant))["usedBytes"] == QUOTA
-    assert sum([await _items(other) for other in others]) == QUOTA // 50_000
+        used = (await _usage(client, settings, tenant))["usedBytes"]
+        assert used == QUOTA // size * size
+    assert sum([await _items(other) for other in others]) == QUOTA // size

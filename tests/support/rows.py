@@ -17,5 +17,4 @@ def unbounded(max_items: int) -> Bounds:
         late_allowance=timedelta(0),
         charge=0,
         default_quota=None,
-        max_charge=0,
     )

@@ -89,8 +89,6 @@ class Bounds:
     # What the item counts against the organization's usage until its file is stored.
     charge: int
     default_quota: int | None
-    # The largest charge any upload can have: how far below a quota one need not queue.
-    max_charge: int
 
 
 async def insert_pending(
@@ -137,7 +135,6 @@ async def insert_pending(
             bounds.late_allowance,
             bounds.charge,
             bounds.default_quota,
-            bounds.max_charge,
         )
     except asyncpg.PostgresError as error:
         raise _refusal(error) from None
@@ -167,7 +164,7 @@ class MultipartColumns:
 _TOO_MANY_PENDING, _OVER_QUOTA = "MG001", "MG002"
 _INSERT_PENDING = (
     "SELECT add_pending_upload($1, $2, $3, $4, $5, $6, $7::uuid, $8, $9, $10, $11, $12, $13,"
-    " $14, $15, $16, $17, $18)"
+    " $14, $15, $16, $17)"
 )
 
 

@@ -127,9 +127,17 @@ async def correct(stored: dict[uuid.UUID, int], listed_from: datetime, apply: bo
         listed_from,
     )
     drifts = [Drift(row["organization_id"], row["counted"], row["actual"]) for row in rows]
-    if apply:
-        for drift in drifts:
-            await pool().execute(
-                "SELECT add_usage($1, 0, $2)", drift.organization_id, drift.actual - drift.counted
+    if apply and drifts:
+        async with pool().acquire() as connection, connection.transaction():
+            for drift in drifts:
+                await connection.execute(
+                    "SELECT add_usage($1, 0, $2)",
+                    drift.organization_id,
+                    drift.actual - drift.counted,
+                )
+            # Their quotas are shared out anew at the next reservation, from the sum.
+            await connection.execute(
+                "UPDATE usage_shards SET basis = NULL WHERE organization_id = ANY($1::uuid[])",
+                [drift.organization_id for drift in drifts],
             )
     return drifts

@@ -69,7 +69,6 @@ def upload_bounds(settings: UploadSettings, request: UploadRequest, declared: in
         late_allowance=CLOCK_SKEW,
         charge=declared if declared is not None else settings.max_bytes(request.media_type.kind),
         default_quota=settings.org_quota_bytes,
-        max_charge=max(settings.max_image_bytes, settings.max_video_bytes),
     )
 
 
