@@ -92,7 +92,16 @@ def _to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time this machine spent on anything (user, system, interrupts), all cores:
+    what each request costs, which a noisy neighbour's steal does not inflate."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    busy_before = busy_cpu_seconds()
     output = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -101,9 +110,11 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    requests = float(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "requests": float(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
+        "requests": requests,
+        "cpu_us": (busy_cpu_seconds() - busy_before) / max(requests, 1) * 1e6,
         "p50_ms": _to_ms(latency["50"]),
         "p99_ms": _to_ms(latency["99"]),
         "non_2xx": float(errors.group(1)) if errors else 0.0,
@@ -381,7 +392,10 @@ def main() -> None:
     total = sum(r["requests"] for r in results.values())
     processes = "default" if args.workers is None else args.workers
     print(f"\ngetUploadUrl, {processes} API process(es), wrk -t1, {args.seconds} s per level")
-    print(f"{'concurrency':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(
+        f"{'concurrency':>11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+        f" {'CPU us/req':>11}"
+    )
     for concurrency, r in results.items():
         print(f"{concurrency:>11} {_row(r)}")
     if nestjs is not None:
@@ -397,7 +411,10 @@ def main() -> None:
 
 
 def _row(r: dict[str, float]) -> str:
-    return f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
+    return (
+        f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['non_2xx']:>8.0f}"
+        f" {r['cpu_us']:>11.0f}"
+    )
 
 
 if __name__ == "__main__":
