@@ -43,7 +43,7 @@ ensure_packages() {
   command -v chromium >/dev/null || missing+=(chromium)
   # promtool for the alert rules' unit tests, and Prometheus to evaluate them for real.
   command -v promtool >/dev/null || missing+=(prometheus)
-  # A real S3 store for the tests and `scripts/dev --store rgw`: Ceph's RADOS Gateway.
+  # A real S3 store for the tests and `scripts/dev`: Ceph's RADOS Gateway.
   command -v radosgw >/dev/null || missing+=(ceph-mon ceph-osd radosgw ceph-common)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"

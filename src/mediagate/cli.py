@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mediagate.config import Settings, SettingsError, load_settings
+from mediagate.events.topology import QueueMismatch
 from mediagate.observability.logging import configure_logging
 
 log = logging.getLogger("mediagate")
@@ -72,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("migrate", help="apply database migrations (idempotent)")
+    queues = commands.add_parser("queues", help="the broker's queues")
+    queue_commands = queues.add_subparsers(dest="queues_command", required=True)
+    queue_commands.add_parser(
+        "migrate",
+        help="replace queues of another type than QUEUE_TYPE, moving their messages"
+        " (stop the API and the workers first)",
+    )
     worker = commands.add_parser(
         "worker", help="consume bucket events and jobs; scan and process media"
     )
@@ -164,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.logging.level)
     log.debug("settings", extra={"settings": settings.public()})
     handler = _HANDLERS[args.command]
-    return handler(settings, args)
+    try:
+        return handler(settings, args)
+    except QueueMismatch as error:
+        print(f"mediagate: {error}", file=sys.stderr)
+        return 2
 
 
 def _timestamp(text: str) -> datetime:
@@ -250,6 +262,15 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.worker.runner import run_worker
 
     return asyncio.run(run_worker(settings, args.heartbeat))
+
+
+def _queues(settings: Settings, args: argparse.Namespace) -> int:
+    from mediagate.events.queue_migration import migrate
+
+    for moved in asyncio.run(migrate(settings)):
+        kind = settings.broker.queue_type
+        print(f"{moved.queue}: {moved.messages} message(s) moved to a {kind} queue")
+    return 0
 
 
 def _requeue_failed(settings: Settings, args: argparse.Namespace) -> int:
@@ -367,6 +388,7 @@ _HANDLERS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "session": _session,
     "token": _token,
     "worker": _worker,
+    "queues": _queues,
     "storage": _storage,
     "requeue-failed": _requeue_failed,
     "audit": _audit,

@@ -14,8 +14,13 @@ from tests.support import daemons
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("store", ["moto", "rgw"])
-async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -> None:
+# Ceph RGW by default; the in-memory test server when asked for.
+@pytest.mark.parametrize(
+    ("flags", "store"), [([], "rgw"), (["--store", "s3-test-server"], "s3-test-server")]
+)
+async def test_dev_script_runs_the_system_and_one_upload_completes(
+    flags: list[str], store: str
+) -> None:
     database = f"mediagate_devtest_{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
@@ -27,7 +32,7 @@ async def test_dev_script_runs_the_system_and_one_upload_completes(store: str) -
     }
     try:
         result = subprocess.run(
-            [str(ROOT / "scripts" / "dev"), "--store", store, "--smoke"],
+            [str(ROOT / "scripts" / "dev"), *flags, "--smoke"],
             env=env,
             capture_output=True,
             text=True,

@@ -32,6 +32,7 @@ def make_env(database_url: str, s3_endpoint: str, **overrides: str) -> dict[str,
         "CLAMAV_TIMEOUT": "30",
         "VIDEO_TIME_LIMIT": "120",
         "SHUTDOWN_GRACE": "20",
+        "AMQP_PUBLISH_TIMEOUT": "3",
         "LOG_LEVEL": "WARNING",
     }
     env.update(overrides)

@@ -170,3 +170,18 @@ def test_the_example_environment_names_declared_settings_and_every_required_one(
 
 def test_each_setting_is_declared_once() -> None:
     assert len(variables()) == len(set(variables()))
+
+
+def test_a_cluster_is_its_nodes_in_order_and_queues_are_quorum_by_default() -> None:
+    nodes = "amqp://u:p@mq1:5672/, amqp://u:p@mq2:5672/,amqps://u:p@mq3:5671/"
+    broker = load_settings({**BASE, "AMQP_URL": nodes}).broker
+    assert broker.nodes() == ["amqp://u:p@mq1:5672", "amqp://u:p@mq2:5672", "amqps://u:p@mq3:5671"]
+    assert broker.queue_type == "quorum"
+    # A store takes one URL: by default the first node's, without credentials.
+    assert load_settings({**BASE, "AMQP_URL": nodes}).broker.events_amqp_url == "amqp://mq1:5672"
+    assert load_settings({**BASE, "QUEUE_TYPE": "classic"}).broker.queue_type == "classic"
+    for bad in ("amqp://mq1:5672,", "amqp://mq1:5672,http://mq2", "amqp://mq1:5672,,"):
+        with pytest.raises(SettingsError, match="AMQP_URL must be amqp/amqps URLs"):
+            load_settings({**BASE, "AMQP_URL": bad})
+    with pytest.raises(SettingsError, match="QUEUE_TYPE must be quorum or classic"):
+        load_settings({**BASE, "QUEUE_TYPE": "stream"})

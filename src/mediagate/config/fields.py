@@ -153,3 +153,13 @@ def url(*schemes: str) -> Parser[str]:
         return value.rstrip("/")
 
     return Parser(parse, f"a {'/'.join(schemes)} URL")
+
+
+def url_list(*schemes: str) -> Parser[str]:
+    """One URL, or several comma-separated (the nodes of a cluster, in order of preference)."""
+    one = url(*schemes).parse
+
+    def parse(value: str) -> str:
+        return ",".join(one(part.strip()) for part in value.split(","))
+
+    return Parser(parse, f"{'/'.join(schemes)} URLs, comma-separated")

@@ -25,6 +25,7 @@ from mediagate.config.fields import (
     same_as,
     setting,
     url,
+    url_list,
 )
 from mediagate.domain.media_types import MediaKind
 from mediagate.domain.webhooks import AllowedNetworks, is_secret
@@ -41,6 +42,7 @@ _SIZE = bounded_int(1, MAX_SCANNABLE_BYTES, "a byte count from 1 to 4194304000 (
 _TTL = bounded_int(1, MAX_URL_TTL, f"whole seconds from 1 to {MAX_URL_TTL}")
 _PART = bounded_int(MIN_PART_BYTES, None, f"at least {MIN_PART_BYTES} bytes")
 _HTTP_URL, _AMQP_URL = url("http", "https"), url("amqp", "amqps")
+_AMQP_NODES = url_list("amqp", "amqps")
 _NETWORKS = Parser(AllowedNetworks.parse, "comma-separated CIDRs and/or `public`")
 _WEBHOOK_SECRET = Parser(lambda value: value if is_secret(value) else _refuse(value), "`whsec_` and base64 of 24 to 64 bytes")  # fmt: skip
 _PRIVATE_AND_PUBLIC = AllowedNetworks.parse("public,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
@@ -59,8 +61,8 @@ def _without_credentials(address: str) -> str:
 
 
 _BROKER_AS_A_STORE_REACHES_IT = Derived(
-    lambda loaded, _env: _without_credentials(loaded["AMQP_URL"]),
-    "`AMQP_URL` without credentials",
+    lambda loaded, _env: _without_credentials(loaded["AMQP_URL"].split(",")[0]),
+    "`AMQP_URL` (its first node) without credentials",
 )
 _REGION = Derived(
     lambda _loaded, env: env.get("AWS_REGION") or "us-east-1", "`AWS_REGION`, else `us-east-1`"
@@ -82,13 +84,18 @@ class DatabaseSettings:
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    url: str = setting("AMQP_URL", REQUIRED, _AMQP_URL, "`amqp://user:pass@host:5672`")
+    url: str = setting("AMQP_URL", REQUIRED, _AMQP_NODES, "`amqp://user:pass@host:5672`; a cluster's nodes comma-separated, tried in order: each process connects to the first that answers and moves on when its node goes away")  # fmt: skip
+    publish_timeout: float = setting("AMQP_PUBLISH_TIMEOUT", 10.0, POSITIVE_FLOAT, "how long publishing a job may keep trying, on the next node once its own goes away, before confirmUpload answers SERVICE_UNAVAILABLE (seconds)")  # fmt: skip
+    queue_type: str = setting("QUEUE_TYPE", "quorum", one_of("quorum", "classic"), "the type the work, retry and dead-letter queues are declared with: `quorum` (replicated on a cluster; RabbitMQ 3.10+) or `classic`")  # fmt: skip
     media_queue: str = setting("MEDIA_QUEUE", "mediagate.media", TEXT, "the work queue (plus `.retry.<ms>ms` and `.dead`)")  # fmt: skip
     events_exchange: str = setting("BUCKET_EVENTS_EXCHANGE", "mediagate.bucket-events", TEXT, "exchange the store publishes to (durable)")  # fmt: skip
     events_exchange_type: str = setting("BUCKET_EVENTS_EXCHANGE_TYPE", "direct", one_of("direct", "fanout", "topic"), "its type")  # fmt: skip
     events_routing_key: str = setting("BUCKET_EVENTS_ROUTING_KEY", "uploads", TEXT, "routing key the store uses and the queue binds (on RGW: the topic's name)")  # fmt: skip
     events_source: str = setting("BUCKET_EVENTS_SOURCE", "minio", one_of("minio", "rgw", "none"), "who sends bucket events: `minio` (its AMQP target), `rgw` (a Ceph RGW topic that `storage setup` creates) or `none` (confirmUpload's job alone)")  # fmt: skip
     events_amqp_url: str = setting("BUCKET_EVENTS_AMQP_URL", _BROKER_AS_A_STORE_REACHES_IT, _AMQP_URL, "RabbitMQ as the store reaches it (RGW topics)")  # fmt: skip
+
+    def nodes(self) -> list[str]:
+        return self.url.split(",")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,14 @@ import socket
 import tempfile
 from pathlib import Path
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 
 from mediagate.config import Settings
 from mediagate.db import engine as db_engine
 from mediagate.db import locks
+from mediagate.events import connection as broker_connection
 from mediagate.events import topology
-from mediagate.events.publisher import JobPublisher
+from mediagate.events.publisher import CONNECT_TIMEOUT_SECONDS, JobPublisher
 from mediagate.outbound.http import OutboundClient
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
@@ -119,8 +119,9 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     # One connection per job holds its advisory lock; the job's queries need others.
     await db_engine.start_pool(engine, settings.worker.prefetch * 2 + 2)
     decoders = DecoderPool(settings.worker.prefetch, initializer=reuse_image_memory)
-    connection = await aio_pika.connect_robust(
-        settings.broker.url,
+    connection = await broker_connection.connect(
+        settings.broker.nodes(),
+        timeout=CONNECT_TIMEOUT_SECONDS,
         reconnect_interval=RECONNECT_SECONDS,
         client_properties={
             "connection_name": f"mediagate-worker {socket.gethostname()} {os.getpid()}"

@@ -1,0 +1,218 @@
+"""A three-node RabbitMQ cluster with quorum queues, nodes lost under load: nothing lost,
+nothing processed twice, the API answering throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from mediagate.config import Settings, load_settings
+from mediagate.db.engine import pool
+from mediagate.events.topology import dead_letter_queue_name
+from mediagate.storage.object_store import ObjectStore
+from tests.support import daemons, media
+from tests.support.api import Tenant
+from tests.support.daemons import ServedApi, serve_api
+from tests.support.flow import upload
+from tests.support.rabbit_cluster import Cluster, Node, rabbit_cluster
+from tests.support.worker_process import WorkerProcess, wait_until
+
+PHOTO = media.fixture("landscape_4.jpg")
+CLIENT_TASKS = 16
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with rabbit_cluster(tmp_path_factory.mktemp("rabbit")) as started:
+        yield started
+
+
+@pytest.fixture
+def cluster_env(env: dict[str, str], cluster: Cluster) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return {
+        **env,
+        "AMQP_URL": cluster.amqp_url,
+        "QUEUE_TYPE": "quorum",
+        "AMQP_PUBLISH_TIMEOUT": "15",
+        "MEDIA_QUEUE": f"mediagate.cluster.{run}",
+        "BUCKET_EVENTS_EXCHANGE": f"mediagate.cluster.{run}.events",
+        "MAX_PENDING_UPLOADS_PER_USER": "1000",
+    }
+
+
+def _on(node: Node, cluster_env: dict[str, str]) -> Settings:
+    return load_settings({**cluster_env, "AMQP_URL": node.url})
+
+
+async def _consumers(node: Node, queue: str) -> int:
+    connection = await aio_pika.connect(node.url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.consumer_count or 0
+
+
+async def _messages(node: Node, queue: str) -> int:
+    connection = await aio_pika.connect(node.url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+@pytest.fixture
+async def stack(
+    cluster_env: dict[str, str],
+    cluster: Cluster,
+    clamd: daemons.Clamd,
+    store: ObjectStore,
+    api: httpx.AsyncClient,
+    tmp_path: Path,
+) -> AsyncIterator[tuple[ServedApi, list[WorkerProcess]]]:
+    """`mediagate serve` and two `mediagate worker`s on the cluster."""
+    settings = load_settings(cluster_env)
+    with serve_api(cluster_env, "--workers", "1", log=tmp_path / "api.log") as served:
+        workers = [WorkerProcess(cluster_env), WorkerProcess(cluster_env)]
+        for worker in workers:
+            worker._spawn()
+
+        async def consuming() -> bool:
+            live = next(n for n in cluster.nodes if n.process and n.process.poll() is None)
+            return await _consumers(live, settings.broker.media_queue) >= 2
+
+        await wait_until(consuming, "the workers never consumed")
+        try:
+            yield served, workers
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+async def _statuses(session_id: uuid.UUID) -> dict[str, int]:
+    rows = await pool().fetch(
+        "SELECT status::text, count(*) FROM session_media WHERE session_id = $1 GROUP BY 1",
+        session_id,
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def _burst(
+    api_url: str, tenant: Tenant, count: int, midway: Callable[[], Awaitable[None]]
+) -> list[dict[str, Any]]:
+    """`count` uploads from CLIENT_TASKS client tasks; `midway` runs beside them."""
+    done: list[dict[str, Any]] = []
+    started = iter(range(count))
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=api_url, timeout=60) as api:
+            for _ in started:
+                done.append(await upload(api, tenant, PHOTO))
+
+    await asyncio.gather(midway(), *(client() for _ in range(CLIENT_TASKS)))
+    return done
+
+
+async def _all_completed(session_id: uuid.UUID, count: int) -> None:
+    async def completed() -> bool:
+        return (await _statuses(session_id)).get("COMPLETED", 0) >= count
+
+    await wait_until(completed, f"not all {count} uploads completed", timeout=300)
+
+
+async def _completed_once_each(session_id: uuid.UUID, store: ObjectStore) -> None:
+    """One COMPLETED audit event and one processed object per upload, nothing else."""
+    statuses = await _statuses(session_id)
+    assert set(statuses) == {"COMPLETED"}, statuses
+    twice = await pool().fetchval(
+        "SELECT count(*) FROM (SELECT media_id FROM audit_events WHERE session_id = $1"
+        " AND to_status = 'COMPLETED' GROUP BY media_id HAVING count(*) <> 1) AS t",
+        session_id,
+    )
+    assert twice == 0
+    listed = store.client.list_objects(
+        store.bucket, prefix=f"processed/{session_id}/", recursive=True
+    )
+    assert sum(1 for _ in listed) == statuses["COMPLETED"]
+
+
+async def test_the_work_queue_leader_killed_under_load_loses_nothing(
+    stack: tuple[ServedApi, list[WorkerProcess]],
+    cluster: Cluster,
+    cluster_env: dict[str, str],
+    tenant: Tenant,
+    store: ObjectStore,
+) -> None:
+    served, _ = stack
+    settings = load_settings(cluster_env)
+    queue = settings.broker.media_queue
+    leader = cluster.queue_leader(queue)
+    killed_at: list[float] = []
+
+    async def kill_the_leader() -> None:
+        async def some_completed() -> bool:
+            return (await _statuses(tenant.session_id)).get("COMPLETED", 0) >= 30
+
+        await wait_until(some_completed, "nothing completed before the kill", timeout=120)
+        leader.kill()
+        killed_at.append(time.time())
+
+    photos = 200
+    confirmed = await _burst(served.url, tenant, photos, kill_the_leader)
+    assert len(confirmed) == photos, "every confirmUpload was answered, during the kill too"
+    await _all_completed(tenant.session_id, photos)
+    await _completed_once_each(tenant.session_id, store)
+
+    survivor = next(node for node in cluster.nodes if node is not leader)
+    assert cluster.queue_leader(queue) is not leader
+    assert await _messages(survivor, dead_letter_queue_name(settings)) == 0
+    # Work resumed within seconds: no long gap between completions after the kill.
+    times = sorted(
+        row[0].timestamp()
+        for row in await pool().fetch(
+            "SELECT processed_at FROM session_media WHERE session_id = $1", tenant.session_id
+        )
+    )
+    after = [moment for moment in times if moment >= killed_at[0]]
+    gaps = [b - a for a, b in zip([killed_at[0], *after], after, strict=False)]
+    assert after and max(gaps) < 30, f"work stalled {max(gaps):.1f} s after the kill"
+
+    leader.start()  # it rejoins with its data: the next test has three nodes again
+    leader.await_startup()
+
+
+async def test_a_node_partitioned_away_and_back_loses_nothing(
+    stack: tuple[ServedApi, list[WorkerProcess]],
+    cluster: Cluster,
+    cluster_env: dict[str, str],
+    tenant: Tenant,
+    store: ObjectStore,
+) -> None:
+    served, _ = stack
+    queue = load_settings(cluster_env).broker.media_queue
+    leader = cluster.queue_leader(queue)
+
+    async def partition_and_heal() -> None:
+        async def some_completed() -> bool:
+            return (await _statuses(tenant.session_id)).get("COMPLETED", 0) >= 10
+
+        await wait_until(some_completed, "nothing completed before the partition", timeout=120)
+        await asyncio.to_thread(leader.ctl, "stop_app")
+        await asyncio.to_thread(leader.ctl, "start_app")
+
+    photos = 60
+    confirmed = await _burst(served.url, tenant, photos, partition_and_heal)
+    assert len(confirmed) == photos
+    await _all_completed(tenant.session_id, photos)
+    await _completed_once_each(tenant.session_id, store)
+    survivor = next(node for node in cluster.nodes if node is not leader)
+    settings = _on(survivor, cluster_env)
+    assert await _messages(survivor, dead_letter_queue_name(settings)) == 0
