@@ -27,6 +27,39 @@ def bind_engine(settings: Settings) -> PostgresEngine:
     return engine
 
 
+# The server is gone, restarting or refusing connections for now: nothing about the
+# request, and it passes once the server is back (the pool opens new connections).
+_UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    ConnectionError,
+)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error`, or an error it arose from (a lock's release on a lost
+    connection fails in turn), says the database cannot be reached now rather than
+    that a query failed."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if _says_unavailable(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _says_unavailable(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.exceptions.InterfaceError):
+        return "connection is closed" in str(error) or "connection was closed" in str(error)
+    # The driver's own state machine, broken by a connection the server dropped mid-query.
+    return isinstance(error, (*_UNAVAILABLE, asyncpg.exceptions.InternalClientError))
+
+
 async def _keep_session(_connection: asyncpg.Connection) -> None:
     """asyncpg still rolls back an open transaction on release; this skips its extra
     reset query (RESET ALL, UNLISTEN, unlock all), a round trip per query that our

@@ -26,6 +26,7 @@ from pathlib import Path
 from minio.error import S3Error
 
 from mediagate.config import Settings
+from mediagate.db import engine as db_engine
 from mediagate.db import locks
 from mediagate.db import media_rows as repo
 from mediagate.db.media_rows import MediaRecord
@@ -173,6 +174,11 @@ class MediaPipeline:
                 "scan failed; the original is kept for a rescan", result=JobResult.SCAN_FAILED
             )
         except Exception as error:
+            if db_engine.is_unavailable(error):
+                # The database restarts or fails over: not the file's fault, and nothing
+                # could be recorded anyway. Tried again for as long as it lasts.
+                log.warning("database unavailable", extra={"key": file_key, "error": repr(error)})
+                return Retry(repr(error), until_fixed=True)
             log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
             if not last_attempt:
                 return Retry(repr(error))

@@ -8,6 +8,7 @@ from typing import Any
 
 from graphql import GraphQLError
 
+from mediagate.db.engine import is_unavailable
 from mediagate.errors import ClientError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, ClientError):
         message, extensions = original.message, {"code": original.code, **original.details}
+    elif original is not None and is_unavailable(original):
+        log.warning("database unavailable in %s: %r", error.path, original)
+        message = "the service is unavailable for a moment; try again"
+        extensions = {"code": "SERVICE_UNAVAILABLE"}
     elif original is None or isinstance(original, GraphQLError):
         # Errors graphql-core raised itself, or our scalars raised: all about the input.
         message = error.message
