@@ -56,17 +56,17 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         os.chown(root, user.pw_uid, user.pw_gid)
     server = PrivatePostgres(root, free_port())
     try:
+        data = str(root / "data")
         subprocess.run(
-            [*_as_server_user(), str(BIN / "initdb"), "-D", str(root / "data"), "-A", "trust"]
-            + ["-U", "postgres"],
+            [*_as_server_user(), str(BIN / "initdb"), "-D", data, "-A", "trust", "-U", "postgres"],
             check=True,
             capture_output=True,
             timeout=120,
         )
         server.start()
+        where = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres"]
         subprocess.run(
-            [*_as_server_user(), str(BIN / "createdb"), "-h", "127.0.0.1", "-p", str(server.port)]
-            + ["-U", "postgres", "mediagate"],
+            [*_as_server_user(), str(BIN / "createdb"), *where, "mediagate"],
             check=True,
             capture_output=True,
             timeout=60,
