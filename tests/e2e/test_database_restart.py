@@ -12,7 +12,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -25,15 +24,13 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.daemons import serve_api
-from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, put_object
+from tests.support.flow import GET_UPLOAD_URL, upload_until_available
 from tests.support.private_postgres import PrivatePostgres, private_postgres
 from tests.support.worker_process import WorkerProcess, dead_letters, wait_until
 
 PHOTO = media.fixture("landscape_2.jpg")
 UPLOADS = 40
 CLIENT_TASKS = 8
-# A frontend's pause before asking again after SERVICE_UNAVAILABLE.
-CLIENT_RETRY_SECONDS = 0.2
 
 
 @pytest.fixture
@@ -91,23 +88,6 @@ async def test_a_database_restart_mid_burst_is_waited_out(
     tenant = Tenant(principal, session_id, issue_token(settings, principal, 3600))
     answers: Counter[str] = Counter()
 
-    async def ask(client: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> Any:
-        while True:
-            body = await graphql(client, query, variables, tenant.token)
-            answers.update(error_codes(body) or ["ok"])
-            if error_codes(body) != ["SERVICE_UNAVAILABLE"]:
-                assert "errors" not in body, body
-                return body["data"]
-            await asyncio.sleep(CLIENT_RETRY_SECONDS)
-
-    async def one_upload(client: httpx.AsyncClient) -> None:
-        variables = {"sessionId": str(session_id), "filename": "p.jpg", "contentType": "image/jpeg"}
-        ticket = (await ask(client, GET_UPLOAD_URL, variables))["getUploadUrl"]
-        await put_object(ticket["uploadUrl"], PHOTO, "image/jpeg")
-        await ask(
-            client, CONFIRM_UPLOAD, {"sessionId": str(session_id), "fileKey": ticket["fileKey"]}
-        )
-
     with serve_api(own, "--workers", "1", log=tmp_path / "api.log") as served:
         worker = WorkerProcess(own)
         await worker.start(settings)
@@ -117,7 +97,7 @@ async def test_a_database_restart_mid_burst_is_waited_out(
             async def client_task() -> None:
                 async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
                     for _ in started:
-                        await one_upload(client)
+                        await upload_until_available(client, tenant, PHOTO, answers)
 
             async def restart_midway() -> None:
                 async def some_completed() -> bool:

@@ -41,6 +41,25 @@ class Download:
     sha256: str
 
 
+# The store answered that it cannot serve now, rather than anything about the request.
+_BUSY_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"})
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether `error`, or an error it arose from, says the store cannot be reached or
+    cannot serve now (refused, reset, timed out, 5xx after the client's own retries)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (urllib3.exceptions.HTTPError, ConnectionError)):
+            return True
+        if isinstance(seen, S3Error) and seen.code in _BUSY_CODES:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _client(
     endpoint: str, settings: Settings, pool_size: int, credential: tuple[str, str] | None = None
 ) -> Minio:

@@ -43,7 +43,7 @@ from mediagate.processing.sniff import check_file_magic
 from mediagate.processing.video import VideoBudget, sanitize_video
 from mediagate.scanning.clamav import ClamdScanner, Infected, ScannerUnavailable
 from mediagate.services.uploads import upload_problem
-from mediagate.storage.object_store import ObjectStore, ObjectTooLarge
+from mediagate.storage.object_store import ObjectStore, ObjectTooLarge, is_unreachable
 from mediagate.worker.retries import (
     ORPHAN_RETRIES,
     DeadLetter,
@@ -174,10 +174,13 @@ class MediaPipeline:
                 "scan failed; the original is kept for a rescan", result=JobResult.SCAN_FAILED
             )
         except Exception as error:
-            if db_engine.is_unavailable(error):
-                # The database restarts or fails over: not the file's fault, and nothing
-                # could be recorded anyway. Tried again for as long as it lasts.
-                log.warning("database unavailable", extra={"key": file_key, "error": repr(error)})
+            if db_engine.is_unavailable(error) or is_unreachable(error):
+                # The database or the store restarts, fails over or is out of reach: not
+                # the file's fault, and nothing could be recorded anyway. Tried again for
+                # as long as it lasts.
+                log.warning(
+                    "database or store unavailable", extra={"key": file_key, "error": repr(error)}
+                )
                 return Retry(repr(error), until_fixed=True)
             log.exception("processing failed", extra={"key": file_key, "attempt": attempt})
             if not last_attempt:

@@ -10,6 +10,7 @@ from graphql import GraphQLError
 
 from mediagate.db.engine import is_unavailable
 from mediagate.errors import ClientError
+from mediagate.storage.object_store import is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, ClientError):
         message, extensions = original.message, {"code": original.code, **original.details}
-    elif original is not None and is_unavailable(original):
-        log.warning("database unavailable in %s: %r", error.path, original)
+    elif original is not None and (is_unavailable(original) or is_unreachable(original)):
+        log.warning("database or store unavailable in %s: %r", error.path, original)
         message = "the service is unavailable for a moment; try again"
         extensions = {"code": "SERVICE_UNAVAILABLE"}
     elif original is None or isinstance(original, GraphQLError):
