@@ -310,9 +310,10 @@ async def throughput(
     processes = [start_worker(contender) for _ in range(workers)]
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 4)
-    publisher = await JobPublisher.connect(settings)
+    publisher = await JobPublisher.connect(load_settings(contender.env))
     try:
-        await wait_until(lambda: consumers_at_least(settings, workers), "no workers", 60)
+        own = load_settings(contender.env)
+        await wait_until(lambda: consumers_at_least(own, workers), "no workers", 60)
         started = time.perf_counter()
         for key in keys_:
             record = await repo.find_by_key(key)
@@ -402,7 +403,7 @@ async def latency(
     worker = start_worker(contender)
     engine = db_engine.bind_engine(settings)
     await db_engine.start_pool(engine, 4)
-    publisher = await JobPublisher.connect(settings)
+    publisher = await JobPublisher.connect(load_settings(contender.env))
     published: dict[str, datetime] = {}
 
     async def publish(key: str) -> None:
@@ -412,7 +413,8 @@ async def latency(
         await publisher.publish(ProcessJob(record.id, key, record.session_id))
 
     try:
-        await wait_until(lambda: consumers_at_least(settings, 1), "no worker", 60)
+        own = load_settings(contender.env)
+        await wait_until(lambda: consumers_at_least(own, 1), "no worker", 60)
         for key in keys_:
             await publish(key)
             if not burst:
@@ -430,6 +432,16 @@ async def latency(
     ]
 
 
+QUEUE_TYPES = ("quorum", "classic")
+
+
+def _with_queue_type(contender: Contender, kind: str) -> Contender:
+    """The same worker on queues of `kind` (names of their own: a queue keeps its type)."""
+    queue = f"{contender.env['MEDIA_QUEUE']}.{kind}"
+    env = {**contender.env, "QUEUE_TYPE": kind, "MEDIA_QUEUE": queue}
+    return dataclasses.replace(contender, name=f"{kind} queues", env=env)
+
+
 def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step by step
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=40, help="12 MP JPEGs per throughput run")
@@ -445,6 +457,11 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
         action="store_true",
         help="throughput and latency with every outcome sent as a webhook (to a receiver on "
         "loopback), alternating with none: the cost of the outbox and its delivery",
+    )
+    parser.add_argument(
+        "--queue-types",
+        action="store_true",
+        help="throughput and latency with quorum queues and with classic ones, alternating",
     )
     parser.add_argument(
         "--throughput-only",
@@ -492,7 +509,9 @@ def main() -> None:  # noqa: PLR0915 - the whole run, as its report reads, step 
             if args.webhooks:
                 off = dataclasses.replace(contenders[0], name="webhooks off")
                 contenders = [_with_webhooks(contenders[0]), off, *contenders[1:]]
-            if args.throughput_only or args.webhooks:
+            if args.queue_types:
+                contenders = [_with_queue_type(contenders[0], kind) for kind in QUEUE_TYPES]
+            if args.throughput_only or args.webhooks or args.queue_types:
                 twelve = photo(scratch / "12mp.jpg", (4000, 3000))
                 report_throughput(contenders, settings, twelve, args.batch, scratch)
                 return

@@ -17,6 +17,7 @@ from mediagate.storage.setup import setup_storage
 from tests.support import daemons
 from tests.support.api import Tenant, in_process, lifespan_in_own_task, new_tenant
 from tests.support.environment import delete_queues, make_env
+from tests.support.rabbit_cluster import Cluster, rabbit_cluster
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +94,10 @@ async def tenant(settings: Settings, database: None) -> Tenant:
 @pytest.fixture
 async def other_tenant(settings: Settings, database: None) -> Tenant:
     return await new_tenant(settings)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three RabbitMQ nodes beside the machine's broker (started for the tests that ask)."""
+    with rabbit_cluster(tmp_path_factory.mktemp("rabbit")) as started:
+        yield started

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,11 @@ from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.daemons import ServedApi, serve_api
 from tests.support.flow import upload
-from tests.support.rabbit_cluster import Cluster, Node, rabbit_cluster
+from tests.support.rabbit_cluster import Cluster, Node
 from tests.support.worker_process import WorkerProcess, wait_until
 
 PHOTO = media.fixture("landscape_4.jpg")
 CLIENT_TASKS = 16
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with rabbit_cluster(tmp_path_factory.mktemp("rabbit")) as started:
-        yield started
 
 
 @pytest.fixture
@@ -134,7 +128,8 @@ async def _completed_once_each(session_id: uuid.UUID, store: ObjectStore) -> Non
     assert set(statuses) == {"COMPLETED"}, statuses
     twice = await pool().fetchval(
         "SELECT count(*) FROM (SELECT media_id FROM audit_events WHERE session_id = $1"
-        " AND to_status = 'COMPLETED' GROUP BY media_id HAVING count(*) <> 1) AS t",
+        " AND action = 'status_changed' AND to_status = 'COMPLETED'"
+        " GROUP BY media_id HAVING count(*) <> 1) AS t",
         session_id,
     )
     assert twice == 0
