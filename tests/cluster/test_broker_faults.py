@@ -21,7 +21,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.daemons import ServedApi, serve_api
-from tests.support.flow import upload
+from tests.support.flow import burst, upload
 from tests.support.rabbit_cluster import Cluster, Node
 from tests.support.worker_process import WorkerProcess, wait_until
 
@@ -104,14 +104,11 @@ async def _burst(
 ) -> list[dict[str, Any]]:
     """`count` uploads from CLIENT_TASKS client tasks; `midway` runs beside them."""
     done: list[dict[str, Any]] = []
-    started = iter(range(count))
 
-    async def client() -> None:
-        async with httpx.AsyncClient(base_url=api_url, timeout=60) as api:
-            for _ in started:
-                done.append(await upload(api, tenant, PHOTO))
+    async def upload_one(client: httpx.AsyncClient) -> None:
+        done.append(await upload(client, tenant, PHOTO))
 
-    await asyncio.gather(midway(), *(client() for _ in range(CLIENT_TASKS)))
+    await burst(api_url, count, CLIENT_TASKS, upload_one, midway)
     return done
 
 

@@ -24,7 +24,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.daemons import serve_api
-from tests.support.flow import GET_UPLOAD_URL, upload_until_available
+from tests.support.flow import GET_UPLOAD_URL, burst, upload_until_available
 from tests.support.private_postgres import PrivatePostgres, private_postgres
 from tests.support.worker_process import WorkerProcess, dead_letters, wait_until
 
@@ -88,16 +88,13 @@ async def test_a_database_restart_mid_burst_is_waited_out(
     tenant = Tenant(principal, session_id, issue_token(settings, principal, 3600))
     answers: Counter[str] = Counter()
 
+    async def upload_one(client: httpx.AsyncClient) -> None:
+        await upload_until_available(client, tenant, PHOTO, answers)
+
     with serve_api(own, "--workers", "1", log=tmp_path / "api.log") as served:
         worker = WorkerProcess(own)
         await worker.start(settings)
         try:
-            started = iter(range(UPLOADS))
-
-            async def client_task() -> None:
-                async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
-                    for _ in started:
-                        await upload_until_available(client, tenant, PHOTO, answers)
 
             async def restart_midway() -> None:
                 async def some_completed() -> bool:
@@ -116,7 +113,7 @@ async def test_a_database_restart_mid_burst_is_waited_out(
                 assert "Traceback" not in str(down)
                 await asyncio.to_thread(own_database.start)
 
-            await asyncio.gather(restart_midway(), *(client_task() for _ in range(CLIENT_TASKS)))
+            await burst(served.url, UPLOADS, CLIENT_TASKS, upload_one, restart_midway)
 
             async def all_completed() -> bool:
                 return (await _statuses(own_database.url, session_id))["COMPLETED"] == UPLOADS

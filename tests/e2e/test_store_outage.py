@@ -18,7 +18,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.daemons import serve_api
-from tests.support.flow import upload_until_available
+from tests.support.flow import burst, upload_until_available
 from tests.support.tcp_proxy import CuttableProxy
 from tests.support.worker_process import WorkerProcess, dead_letters, wait_until
 
@@ -59,16 +59,14 @@ async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
     }
     settings = load_settings(own)
     answers: Counter[str] = Counter()
+
+    async def upload_one(client: httpx.AsyncClient) -> None:
+        await upload_until_available(client, tenant, PHOTO, answers)
+
     with serve_api(own, "--workers", "1", log=tmp_path / "api.log") as served:
         worker = WorkerProcess(own)
         await worker.start(settings)
         try:
-            started = iter(range(UPLOADS))
-
-            async def client_task() -> None:
-                async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
-                    for _ in started:
-                        await upload_until_available(client, tenant, PHOTO, answers)
 
             async def outage_midway() -> None:
                 async def some_completed() -> bool:
@@ -86,7 +84,7 @@ async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
                     await proxy.start()
                     await during
 
-            await asyncio.gather(outage_midway(), *(client_task() for _ in range(CLIENT_TASKS)))
+            await burst(served.url, UPLOADS, CLIENT_TASKS, upload_one, outage_midway)
 
             async def all_completed() -> bool:
                 return (await _statuses(tenant.session_id))["COMPLETED"] == UPLOADS + 1

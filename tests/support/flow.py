@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -149,3 +150,21 @@ async def upload_until_available(
     await put_object(ticket["uploadUrl"], data, "image/jpeg")
     confirmed = {"sessionId": str(tenant.session_id), "fileKey": ticket["fileKey"]}
     await ask_until_available(client, tenant, CONFIRM_UPLOAD, confirmed, answers)
+
+
+async def burst(
+    api_url: str,
+    count: int,
+    tasks: int,
+    upload_one: Callable[[httpx.AsyncClient], Awaitable[object]],
+    midway: Callable[[], Awaitable[None]],
+) -> None:
+    """`count` uploads from `tasks` client tasks (a client each), `midway` beside them."""
+    started = iter(range(count))
+
+    async def client_task() -> None:
+        async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+            for _ in started:
+                await upload_one(client)
+
+    await asyncio.gather(midway(), *(client_task() for _ in range(tasks)))

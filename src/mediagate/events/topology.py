@@ -78,15 +78,6 @@ def queue_arguments(settings: Settings, dead_letter_to: str | None) -> dict[str,
     return arguments
 
 
-async def _declare_queue(
-    channel: AbstractChannel, settings: Settings, name: str, arguments: dict[str, Any]
-) -> AbstractQueue:
-    try:
-        return await channel.declare_queue(name, durable=True, arguments=arguments)
-    except aiormq.exceptions.ChannelPreconditionFailed as error:
-        raise QueueMismatch(name, settings.broker.queue_type, str(error)) from None
-
-
 def declarations(settings: Settings) -> dict[str, dict[str, Any]]:
     """Every queue of the topology and its arguments: the dead-letter queue, the work
     queue, then the retry queues (each declared after the queue it moves messages to)."""
