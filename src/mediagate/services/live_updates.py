@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mediagate.config import WebSocketSettings
 from mediagate.db.media_changes import MediaChange
@@ -35,6 +35,9 @@ class _Follower:
     on_overflow: Callable[[], None]
     limits: WebSocketSettings
     pending: OrderedDict[uuid.UUID, MediaView] = field(default_factory=OrderedDict)
+    # The first state's views, until a change of the item comes: a change committed
+    # while the first state was read arrives again afterwards, and is not sent twice.
+    first: dict[uuid.UUID, MediaView] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     # When the reader last made progress, while something is waiting.
     waiting_since: float | None = None
@@ -44,7 +47,10 @@ class _Follower:
         if self.dropped:
             return
         for view in views:
-            if self.stage is None or view.stage == self.stage:
+            already_sent = view.id not in self.pending and _same_state(
+                self.first.pop(view.id, None), view
+            )
+            if (self.stage is None or view.stage == self.stage) and not already_sent:
                 self.pending.pop(view.id, None)
                 self.pending[view.id] = view
         self._settle(time.monotonic())
@@ -54,6 +60,7 @@ class _Follower:
         kept over the first state's (a later change would bring the latest anyway)."""
         offered = self.pending
         self.pending = OrderedDict((view.id, view) for view in current)
+        self.first = dict(self.pending)
         self.offer(list(offered.values()))
 
     def check_stall(self, now: float) -> None:
@@ -87,6 +94,13 @@ class _Follower:
         view = self.pending.popitem(last=False)[1]
         self.waiting_since = time.monotonic() if self.pending else None
         return view
+
+
+def _same_state(sent: MediaView | None, view: MediaView) -> bool:
+    """The same row state (URLs aside: each read signs its own)."""
+    return sent is not None and replace(sent, url=None, poster_url=None) == replace(
+        view, url=None, poster_url=None
+    )
 
 
 class MediaFeed:
