@@ -13,6 +13,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from mediagate.config import Settings
 from mediagate.db.tables import TABLES, SessionMedia
+from mediagate.domain.failures import arose_from
 
 
 def bind_engine(settings: Settings) -> PostgresEngine:
@@ -43,14 +44,7 @@ def is_unavailable(error: BaseException) -> bool:
     """Whether `error`, or an error it arose from (a lock's release on a lost
     connection fails in turn), says the database cannot be reached now rather than
     that a query failed."""
-    seen: BaseException | None = error
-    for _ in range(8):
-        if seen is None:
-            return False
-        if _says_unavailable(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return arose_from(error, _says_unavailable)
 
 
 def _says_unavailable(error: BaseException) -> bool:

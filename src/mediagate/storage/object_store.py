@@ -25,6 +25,7 @@ from minio.error import S3Error
 from minio.sse import SseS3
 
 from mediagate.config import Settings
+from mediagate.domain.failures import arose_from
 from mediagate.domain.validation import StoredObject
 
 CHUNK_BYTES = 1024 * 1024
@@ -48,16 +49,13 @@ _BUSY_CODES = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "Req
 def is_unreachable(error: BaseException) -> bool:
     """Whether `error`, or an error it arose from, says the store cannot be reached or
     cannot serve now (refused, reset, timed out, 5xx after the client's own retries)."""
-    seen: BaseException | None = error
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, (urllib3.exceptions.HTTPError, ConnectionError)):
-            return True
-        if isinstance(seen, S3Error) and seen.code in _BUSY_CODES:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return arose_from(error, _says_unreachable)
+
+
+def _says_unreachable(error: BaseException) -> bool:
+    if isinstance(error, S3Error):
+        return error.code in _BUSY_CODES
+    return isinstance(error, (urllib3.exceptions.HTTPError, ConnectionError))
 
 
 def _client(
