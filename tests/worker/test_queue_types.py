@@ -110,6 +110,22 @@ async def test_queues_migrate_moves_every_message_to_queues_of_the_new_type(
     assert again.returncode == 0 and again.stdout == ""
 
 
+async def test_queues_migrate_on_a_broker_that_has_none_of_them_declares_them(
+    fresh_env: dict[str, str],
+) -> None:
+    """A first deployment: neither the queues nor the store's exchange exist yet."""
+    migrated = _cli(fresh_env, "queues", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    settings = load_settings(fresh_env)
+    types = _queue_types()
+    assert {types[name] for name in topology.declarations(settings)} == {"quorum"}
+    assert not [
+        name
+        for name in types
+        if "migrating" in name and name.startswith(settings.broker.media_queue)
+    ]
+
+
 async def test_a_message_redelivered_past_the_limit_is_dead_lettered(
     fresh_env: dict[str, str],
 ) -> None:

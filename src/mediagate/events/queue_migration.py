@@ -79,7 +79,7 @@ async def _hold_events(channel: AbstractChannel, settings: Settings) -> None:
     arguments = topology.queue_arguments(settings, None)
     for name in (settings.broker.media_queue, topology.dead_letter_queue_name(settings)):
         await channel.declare_queue(holding_queue_name(name), durable=True, arguments=arguments)
-    exchange = await channel.get_exchange(settings.broker.events_exchange, ensure=False)
+    exchange = await topology.declare_bucket_events(channel, settings)
     holding = await channel.get_queue(holding_queue_name(settings.broker.media_queue))
     await holding.bind(exchange, routing_key=settings.broker.events_routing_key)
 

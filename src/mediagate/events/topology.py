@@ -18,7 +18,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from mediagate.config import Settings
 
@@ -104,15 +104,20 @@ async def declare_queue(
         raise QueueMismatch(name, settings.broker.queue_type, str(error)) from None
 
 
-async def declare(channel: AbstractChannel, settings: Settings) -> AbstractQueue:
-    """Declare everything; returns the media queue to consume from."""
-    bucket_events = await channel.declare_exchange(
+async def declare_bucket_events(channel: AbstractChannel, settings: Settings) -> AbstractExchange:
+    """The exchange the store publishes its events to (the store may declare it first)."""
+    return await channel.declare_exchange(
         settings.broker.events_exchange,
         type=aio_pika.ExchangeType(settings.broker.events_exchange_type),
         durable=BUCKET_EVENTS_EXCHANGE_FLAGS.durable,
         auto_delete=BUCKET_EVENTS_EXCHANGE_FLAGS.auto_delete,
         internal=BUCKET_EVENTS_EXCHANGE_FLAGS.internal,
     )
+
+
+async def declare(channel: AbstractChannel, settings: Settings) -> AbstractQueue:
+    """Declare everything; returns the media queue to consume from."""
+    bucket_events = await declare_bucket_events(channel, settings)
     queues = {
         name: await declare_queue(channel, settings, name, arguments)
         for name, arguments in declarations(settings).items()
