@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -14,6 +16,12 @@ from piccolo.engine.postgres import PostgresEngine
 from mediagate.config import Settings
 from mediagate.db.tables import TABLES, SessionMedia
 from mediagate.domain.failures import arose_from
+
+log = logging.getLogger(__name__)
+
+
+# How long shutting down waits for queries still running before it cuts them off.
+CLOSE_SECONDS = 10.0
 
 
 def bind_engine(settings: Settings) -> PostgresEngine:
@@ -117,7 +125,12 @@ class FairPool:
             return await connection.execute(query, *args)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Waits CLOSE_SECONDS for the connections in use, then closes them anyway."""
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_SECONDS)
+        except TimeoutError:
+            log.warning("database connections still in use after %s s: closed", CLOSE_SECONDS)
+            self._pool.terminate()
 
 
 class _Acquisition:
@@ -183,6 +196,28 @@ def pool() -> Any:
     return engine.pool
 
 
-def transaction() -> Any:
-    """Queries awaited inside `async with transaction():` run in one transaction."""
-    return SessionMedia._meta.db.transaction()
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """Queries awaited inside `async with transaction():` run in one transaction (inside
+    another, in that one).
+
+    Piccolo's own leaks its connection when the server goes away mid-transaction: a
+    BEGIN, COMMIT or ROLLBACK that fails skips both the release and the reset of the
+    current transaction. The pool is then one connection short for good, later queries
+    of the task use the released connection, and shutdown waits for ever on the pool.
+    This one gives the connection back, and forgets it, whatever fails.
+    """
+    engine = SessionMedia._meta.db
+    assert isinstance(engine, PostgresEngine)
+    if engine.current_transaction.get() is not None:
+        yield
+        return
+    # Piccolo's queries find their connection through the current transaction.
+    current = engine.transaction()
+    async with pool().acquire() as connection, connection.transaction():
+        current.connection = connection
+        token = engine.current_transaction.set(current)
+        try:
+            yield
+        finally:
+            engine.current_transaction.reset(token)
