@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,6 +111,50 @@ async def drain_jobs(settings: Settings) -> list[dict[str, Any]]:
         {**json.loads(message.body), "_delivery_mode": message.delivery_mode}
         for message in await drain(settings, settings.broker.media_queue)
     ]
+
+
+# A frontend's pause before asking again after SERVICE_UNAVAILABLE, and how long it asks.
+CLIENT_RETRY_SECONDS = 0.2
+CLIENT_GIVES_UP_SECONDS = 120.0
+
+
+async def ask_until_available(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    query: str,
+    variables: dict[str, Any],
+    answers: Counter[str],
+) -> dict[str, Any]:
+    """As a frontend does: ask again after SERVICE_UNAVAILABLE; any other error fails.
+    Counts every answer's code (or "ok") in `answers`; fails if still unavailable after
+    CLIENT_GIVES_UP_SECONDS."""
+    deadline = time.monotonic() + CLIENT_GIVES_UP_SECONDS
+    while True:
+        body = await graphql(client, query, variables, tenant.token)
+        codes = [error["extensions"]["code"] for error in body.get("errors", [])]
+        answers.update(codes or ["ok"])
+        if codes != ["SERVICE_UNAVAILABLE"]:
+            assert "errors" not in body, body
+            data: dict[str, Any] = body["data"]
+            return data
+        assert time.monotonic() < deadline, f"still unavailable: {body}"
+        await asyncio.sleep(CLIENT_RETRY_SECONDS)
+
+
+async def upload_until_available(
+    client: httpx.AsyncClient, tenant: Tenant, data: bytes, answers: Counter[str]
+) -> None:
+    """getUploadUrl -> PUT -> confirmUpload, each call asked again while unavailable."""
+    variables = {
+        "sessionId": str(tenant.session_id),
+        "filename": "p.jpg",
+        "contentType": "image/jpeg",
+    }
+    asked = await ask_until_available(client, tenant, GET_UPLOAD_URL, variables, answers)
+    ticket = asked["getUploadUrl"]
+    await put_object(ticket["uploadUrl"], data, "image/jpeg")
+    confirmed = {"sessionId": str(tenant.session_id), "fileKey": ticket["fileKey"]}
+    await ask_until_available(client, tenant, CONFIRM_UPLOAD, confirmed, answers)
 
 
 async def burst(
