@@ -22,6 +22,7 @@ from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.daemons import ServedApi, serve_api
 from tests.support.flow import burst, upload
+from tests.support.outcomes import all_completed, completed_once_each, statuses
 from tests.support.rabbit_cluster import Cluster, Node
 from tests.support.worker_process import WorkerProcess, wait_until
 
@@ -91,14 +92,6 @@ async def stack(
                 worker.stop()
 
 
-async def _statuses(session_id: uuid.UUID) -> dict[str, int]:
-    rows = await pool().fetch(
-        "SELECT status::text, count(*) FROM session_media WHERE session_id = $1 GROUP BY 1",
-        session_id,
-    )
-    return {row[0]: row[1] for row in rows}
-
-
 async def _burst(
     api_url: str, tenant: Tenant, count: int, midway: Callable[[], Awaitable[None]]
 ) -> list[dict[str, Any]]:
@@ -110,30 +103,6 @@ async def _burst(
 
     await burst(api_url, count, CLIENT_TASKS, upload_one, midway)
     return done
-
-
-async def _all_completed(session_id: uuid.UUID, count: int) -> None:
-    async def completed() -> bool:
-        return (await _statuses(session_id)).get("COMPLETED", 0) >= count
-
-    await wait_until(completed, f"not all {count} uploads completed", timeout=300)
-
-
-async def _completed_once_each(session_id: uuid.UUID, store: ObjectStore) -> None:
-    """One COMPLETED audit event and one processed object per upload, nothing else."""
-    statuses = await _statuses(session_id)
-    assert set(statuses) == {"COMPLETED"}, statuses
-    twice = await pool().fetchval(
-        "SELECT count(*) FROM (SELECT media_id FROM audit_events WHERE session_id = $1"
-        " AND action = 'status_changed' AND to_status = 'COMPLETED'"
-        " GROUP BY media_id HAVING count(*) <> 1) AS t",
-        session_id,
-    )
-    assert twice == 0
-    listed = store.client.list_objects(
-        store.bucket, prefix=f"processed/{session_id}/", recursive=True
-    )
-    assert sum(1 for _ in listed) == statuses["COMPLETED"]
 
 
 async def test_the_work_queue_leader_killed_under_load_loses_nothing(
@@ -151,7 +120,7 @@ async def test_the_work_queue_leader_killed_under_load_loses_nothing(
 
     async def kill_the_leader() -> None:
         async def some_completed() -> bool:
-            return (await _statuses(tenant.session_id)).get("COMPLETED", 0) >= 30
+            return (await statuses(tenant.session_id)).get("COMPLETED", 0) >= 30
 
         await wait_until(some_completed, "nothing completed before the kill", timeout=120)
         leader.kill()
@@ -160,8 +129,8 @@ async def test_the_work_queue_leader_killed_under_load_loses_nothing(
     photos = 200
     confirmed = await _burst(served.url, tenant, photos, kill_the_leader)
     assert len(confirmed) == photos, "every confirmUpload was answered, during the kill too"
-    await _all_completed(tenant.session_id, photos)
-    await _completed_once_each(tenant.session_id, store)
+    await all_completed(tenant.session_id, photos)
+    await completed_once_each(tenant.session_id, store)
 
     survivor = next(node for node in cluster.nodes if node is not leader)
     assert cluster.queue_leader(queue) is not leader
@@ -194,7 +163,7 @@ async def test_a_node_partitioned_away_and_back_loses_nothing(
 
     async def partition_and_heal() -> None:
         async def some_completed() -> bool:
-            return (await _statuses(tenant.session_id)).get("COMPLETED", 0) >= 10
+            return (await statuses(tenant.session_id)).get("COMPLETED", 0) >= 10
 
         await wait_until(some_completed, "nothing completed before the partition", timeout=120)
         await asyncio.to_thread(leader.ctl, "stop_app")
@@ -203,8 +172,8 @@ async def test_a_node_partitioned_away_and_back_loses_nothing(
     photos = 60
     confirmed = await _burst(served.url, tenant, photos, partition_and_heal)
     assert len(confirmed) == photos
-    await _all_completed(tenant.session_id, photos)
-    await _completed_once_each(tenant.session_id, store)
+    await all_completed(tenant.session_id, photos)
+    await completed_once_each(tenant.session_id, store)
     survivor = next(node for node in cluster.nodes if node is not leader)
     settings = _on(survivor, cluster_env)
     assert await _messages(survivor, dead_letter_queue_name(settings)) == 0
