@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mediagate.config import Settings
 from mediagate.domain.status import MediaStatus
@@ -26,6 +25,7 @@ from tests.support.broker import (
     queue_state,
 )
 from tests.support.flow import confirm, drain_jobs, upload
+from tests.support.metrics import worker_samples
 from tests.support.readback import stage
 from tests.support.worker_process import (
     WorkerProcess,
@@ -286,7 +286,7 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
     process = WorkerProcess({**env, "WORKER_METRICS_PORT": str(port)})
     await process.start(settings)
     try:
-        before = _samples(port)
+        before = worker_samples(port)
         assert before[("mediagate_worker_scanner_up", ())] == 1
         assert before[("mediagate_worker_scratch_free_bytes", ())] > 0
         photo = await upload(api, tenant, PHOTO)
@@ -298,14 +298,14 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
         await publish_as_minio(settings, b"{not json")
 
         async def counted() -> bool:
-            now = _samples(port)
+            now = worker_samples(port)
             return (
                 now[("mediagate_worker_jobs_total", ("skipped",))] >= 1  # the orphan, at last
                 and now[("mediagate_worker_dead_letters_total", ())] >= 1
             )
 
         await wait_until(counted, "the worker's counters did not move")
-        after = _samples(port)
+        after = worker_samples(port)
     finally:
         process.stop()
     assert after[("mediagate_worker_jobs_total", ("completed",))] == 1
@@ -319,13 +319,3 @@ async def test_the_workers_metrics_move_as_a_real_flow_runs(
     assert after[("mediagate_worker_stage_seconds_count", ("scan",))] == 2
     assert after[("mediagate_worker_stage_seconds_count", ("upload",))] == 1
     assert after[("mediagate_worker_stage_seconds_sum", ("scan",))] > 0
-
-
-def _samples(port: int) -> dict[tuple[str, tuple[str, ...]], float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        (sample.name, tuple(sample.labels.values())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if "le" not in sample.labels
-    }
