@@ -1,10 +1,5 @@
-"""A Ceph RADOS Gateway for the flow tests: a store that checks signatures and sends events.
-
-Its settings differ from the S3 test server's where the store does: no SSE-S3 (RGW 16
-refuses it), events from an RGW topic, the upload credential granted by bucket policy,
-and a public endpoint (`localhost`) that is not the one the service uses (`127.0.0.1`),
-so a URL signed for the wrong host would fail.
-"""
+"""A Ceph RADOS Gateway for the flow tests: a store that checks signatures and sends
+events (mediagate's settings for it: tests/support/rgw.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +14,7 @@ from mediagate.storage.setup import setup_storage
 from tests.support import daemons
 from tests.support.api import Tenant, new_tenant
 from tests.support.broker import drain
-from tests.support.environment import make_env
-from tests.support.rgw import CephGateway, RgwUser
+from tests.support.rgw import CephGateway, RgwUser, rgw_environment
 from tests.support.worker_process import WorkerProcess
 
 
@@ -50,21 +44,9 @@ def rgw_env(
     service_user: RgwUser,
     upload_user: RgwUser,
 ) -> dict[str, str]:
-    return make_env(
-        database_url,
-        gateway.endpoint,
-        S3_PUBLIC_ENDPOINT=f"http://localhost:{gateway.port}",
-        S3_ACCESS_KEY=service_user.access_key,
-        S3_SECRET_KEY=service_user.secret_key,
-        S3_UPLOAD_ACCESS_KEY=upload_user.access_key,
-        S3_UPLOAD_SECRET_KEY=upload_user.secret_key,
-        S3_UPLOAD_PRINCIPAL=upload_user.principal,
-        S3_SERVICE_PRINCIPAL=service_user.principal,
-        S3_SSE="false",
-        BUCKET_EVENTS_SOURCE="rgw",
-        # The clamd the other tests use.
-        CLAMAV_PORT=str(settings.scanner.port),
-    )
+    # The clamd the other tests use.
+    port = str(settings.scanner.port)
+    return rgw_environment(database_url, gateway, service_user, upload_user, CLAMAV_PORT=port)
 
 
 @pytest.fixture(scope="session")

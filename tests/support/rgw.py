@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.daemons import free_port
+from tests.support.environment import make_env
 
 START_TIMEOUT = 120.0
 
@@ -196,6 +197,34 @@ class CephGateway:
                 daemon.kill()
                 daemon.wait()
         self._daemons.clear()
+
+
+def rgw_environment(
+    database_url: str,
+    gateway: CephGateway,
+    service_user: RgwUser,
+    upload_user: RgwUser,
+    **overrides: str,
+) -> dict[str, str]:
+    """mediagate's environment on the gateway. Its settings differ from the S3 test
+    server's where the store does: no SSE-S3 (RGW 16 refuses it), events from an RGW
+    topic, the upload credential granted by bucket policy, and a public endpoint
+    (`localhost`) that is not the one the service uses (`127.0.0.1`), so a URL signed
+    for the wrong host would fail."""
+    return make_env(
+        database_url,
+        gateway.endpoint,
+        S3_PUBLIC_ENDPOINT=f"http://localhost:{gateway.port}",
+        S3_ACCESS_KEY=service_user.access_key,
+        S3_SECRET_KEY=service_user.secret_key,
+        S3_UPLOAD_ACCESS_KEY=upload_user.access_key,
+        S3_UPLOAD_SECRET_KEY=upload_user.secret_key,
+        S3_UPLOAD_PRINCIPAL=upload_user.principal,
+        S3_SERVICE_PRINCIPAL=service_user.principal,
+        S3_SSE="false",
+        BUCKET_EVENTS_SOURCE="rgw",
+        **overrides,
+    )
 
 
 def main() -> None:
