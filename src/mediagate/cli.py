@@ -205,7 +205,9 @@ def _positive_int(text: str) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from mediagate.api.http_server import serve
+    from mediagate.events.topology import declare_before_start
 
+    asyncio.run(declare_before_start(settings))
     serve(settings, args.host, args.port, args.workers)
     return 0
 

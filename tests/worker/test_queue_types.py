@@ -70,12 +70,13 @@ async def test_the_queues_are_quorum_queues_by_default(fresh_env: dict[str, str]
     assert {types[name] for name in topology.declarations(settings)} == {"quorum"}
 
 
-async def test_a_queue_of_another_type_stops_the_worker_with_one_line(
-    fresh_env: dict[str, str],
+@pytest.mark.parametrize("command", [["worker"], ["serve", "--port", "0"]], ids=["worker", "serve"])
+async def test_a_queue_of_another_type_stops_start_up_with_one_line(
+    fresh_env: dict[str, str], command: list[str]
 ) -> None:
     earlier = load_settings({**fresh_env, "QUEUE_TYPE": "classic"})
     await _declare(earlier)
-    started = _cli(fresh_env, "worker")
+    started = _cli(fresh_env, *command)
     assert started.returncode == 2
     lines = started.stderr.strip().splitlines()
     assert len(lines) == 1, lines

@@ -17,6 +17,9 @@ from yarl import URL
 
 log = logging.getLogger(__name__)
 
+# How long opening a connection to one node may take before the next is tried.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
 
 _open_transport = getattr(RobustConnection, "_RobustConnection__connect_transport")  # noqa: B009
 

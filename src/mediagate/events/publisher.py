@@ -21,7 +21,6 @@ from mediagate.events.messages import ProcessJob
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 5.0
 RECONNECT_SECONDS = 0.5
 
 
@@ -43,7 +42,7 @@ class JobPublisher:
     async def connect(cls, settings: Settings) -> JobPublisher:
         broker = await connection.connect(
             settings.broker.nodes(),
-            timeout=CONNECT_TIMEOUT_SECONDS,
+            timeout=connection.CONNECT_TIMEOUT_SECONDS,
             reconnect_interval=RECONNECT_SECONDS,
         )
         channel = await broker.channel(publisher_confirms=True, on_return_raises=True)

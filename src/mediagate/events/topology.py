@@ -21,6 +21,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from mediagate.config import Settings
+from mediagate.events import connection
 
 # A message delivered this many times without an outcome is dead-lettered by the broker
 # itself. The pipeline parks a file that keeps killing workers after 3 (its crash count,
@@ -125,3 +126,14 @@ async def declare(channel: AbstractChannel, settings: Settings) -> AbstractQueue
     media = queues[settings.broker.media_queue]
     await media.bind(bucket_events, routing_key=settings.broker.events_routing_key)
     return media
+
+
+async def declare_before_start(settings: Settings) -> None:
+    """Declare everything once, on a connection of its own, before a server starts its
+    processes: a queue of another type stops start-up here, with QueueMismatch, rather
+    than in each process it would have started."""
+    broker = await connection.connect(
+        settings.broker.nodes(), timeout=connection.CONNECT_TIMEOUT_SECONDS
+    )
+    async with broker:
+        await declare(await broker.channel(), settings)

@@ -20,7 +20,7 @@ from mediagate.db import engine as db_engine
 from mediagate.db import locks
 from mediagate.events import connection as broker_connection
 from mediagate.events import topology
-from mediagate.events.publisher import CONNECT_TIMEOUT_SECONDS, JobPublisher
+from mediagate.events.publisher import JobPublisher
 from mediagate.outbound.http import OutboundClient
 from mediagate.processing.images import reuse_image_memory
 from mediagate.processing.isolation import DecoderPool
@@ -121,7 +121,7 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     decoders = DecoderPool(settings.worker.prefetch, initializer=reuse_image_memory)
     connection = await broker_connection.connect(
         settings.broker.nodes(),
-        timeout=CONNECT_TIMEOUT_SECONDS,
+        timeout=broker_connection.CONNECT_TIMEOUT_SECONDS,
         reconnect_interval=RECONNECT_SECONDS,
         client_properties={
             "connection_name": f"mediagate-worker {socket.gethostname()} {os.getpid()}"
