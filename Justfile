@@ -61,6 +61,10 @@ bench-large *args:
     source scripts/lib.sh && ensure_all && ensure_bench_tools
     {{venv}}/python bench/large_upload_bench.py {{args}}
 
+bench-burst *args:
+    source scripts/lib.sh && ensure_all && ensure_bench_tools
+    {{venv}}/python bench/burst_bench.py {{args}}
+
 # On-prem stack with Docker compose.
 up:
     docker compose --env-file deploy/compose/.env -f deploy/compose/compose.yaml up -d --build

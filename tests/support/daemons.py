@@ -107,6 +107,10 @@ class Clamd:
         )
         _wait_until_up(self._process, self.answers, "clamd did not answer PING", timeout, 0.05)
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def answers(self) -> bool:
         try:
             return bool(

@@ -79,11 +79,14 @@ class Node:
                 raise TimeoutError(f"{self.name} did not start")
             time.sleep(0.5)  # polling a process that gives no other signal
 
+    def pid(self) -> int:
+        """The node's own process (the server script's Erlang VM), from its pid file."""
+        return int((self.home / "rabbit.pid").read_text().strip())
+
     def kill(self) -> None:
         """SIGKILL, as a machine that dies."""
-        pid = int((self.home / "rabbit.pid").read_text().strip())
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(self.pid(), signal.SIGKILL)
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
