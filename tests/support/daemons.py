@@ -126,6 +126,20 @@ class Clamd:
             self._process = None
 
 
+def run_cli(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`mediagate ARGS` as a process on `env`, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "mediagate.cli", *args],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
 @contextmanager
 def serve_api(
     env: dict[str, str], *options: str, log: Path | None = None, port: int | None = None

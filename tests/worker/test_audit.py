@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import asyncpg
@@ -22,6 +20,7 @@ from mediagate.domain.status import MediaStatus
 from mediagate.worker.pipeline import MediaPipeline
 from tests.support import media
 from tests.support.api import Tenant, error_codes, graphql
+from tests.support.daemons import run_cli
 from tests.support.flow import CONFIRM_UPLOAD, GET_UPLOAD_URL, put_object
 from tests.support.readback import row
 
@@ -165,7 +164,7 @@ async def test_operators_read_the_trail_and_purge_it_past_retention(
 ) -> None:
     issued = await _issue(api, tenant, "e.jpg")
     record = await row(issued.json()["data"]["getUploadUrl"]["fileKey"])
-    lines = _cli(env, "audit", "--session", str(tenant.session_id)).splitlines()
+    lines = run_cli(env, "audit", "--session", str(tenant.session_id)).stdout.splitlines()
     assert [json.loads(line)["action"] for line in lines] == ["url_issued"]
     assert json.loads(lines[0])["media_id"] == str(record.id)
 
@@ -181,17 +180,7 @@ async def test_operators_read_the_trail_and_purge_it_past_retention(
         )
     finally:
         await connection.close()
-    assert len(_cli(env, "audit", "--media", str(record.id)).splitlines()) == 2
-    assert int(_cli({**env, "AUDIT_RETENTION_DAYS": "1"}, "audit", "--purge")) >= 1
-    remaining = _cli(env, "audit", "--media", str(record.id)).splitlines()
+    assert len(run_cli(env, "audit", "--media", str(record.id)).stdout.splitlines()) == 2
+    assert int(run_cli({**env, "AUDIT_RETENTION_DAYS": "1"}, "audit", "--purge").stdout) >= 1
+    remaining = run_cli(env, "audit", "--media", str(record.id)).stdout.splitlines()
     assert [json.loads(line)["action"] for line in remaining] == ["url_issued"]
-
-
-def _cli(env: dict[str, str], *arguments: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "mediagate.cli", *arguments],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout

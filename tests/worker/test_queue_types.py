@@ -3,9 +3,7 @@ earlier deployment's classic queues to quorum ones without losing a message."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 
 import aio_pika
@@ -14,6 +12,7 @@ import pytest
 from mediagate.config import Settings, load_settings
 from mediagate.events import topology
 from tests.support.broker import drain
+from tests.support.daemons import run_cli
 
 
 @pytest.fixture
@@ -26,16 +25,6 @@ def fresh_env(env: dict[str, str]) -> dict[str, str]:
         "BUCKET_EVENTS_EXCHANGE": f"mediagate.types.{run}.events",
         "RETRY_DELAYS_MS": "600000,1200000",
     }
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mediagate.cli", *args],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _queue_types() -> dict[str, str]:
@@ -76,7 +65,7 @@ async def test_a_queue_of_another_type_stops_start_up_with_one_line(
 ) -> None:
     earlier = load_settings({**fresh_env, "QUEUE_TYPE": "classic"})
     await _declare(earlier)
-    started = _cli(fresh_env, *command)
+    started = run_cli(fresh_env, *command, check=False)
     assert started.returncode == 2
     lines = started.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -98,7 +87,7 @@ async def test_queues_migrate_moves_every_message_to_queues_of_the_new_type(
         queue = {"job": media, "retry": retry, "dead": dead}[message_id.split("-")[0]]
         await _publish(earlier, queue, message_id)
 
-    migrated = _cli(fresh_env, "queues", "migrate")
+    migrated = run_cli(fresh_env, "queues", "migrate", check=False)
     assert migrated.returncode == 0, migrated.stderr
     now = load_settings(fresh_env)
     types = _queue_types()
@@ -107,7 +96,7 @@ async def test_queues_migrate_moves_every_message_to_queues_of_the_new_type(
     assert {m.message_id for m in await drain(now, media)} == waiting
     assert {m.message_id for m in await drain(now, dead)} == parked
     # Run again: nothing left to move, and nothing breaks.
-    again = _cli(fresh_env, "queues", "migrate")
+    again = run_cli(fresh_env, "queues", "migrate", check=False)
     assert again.returncode == 0 and again.stdout == ""
 
 
@@ -115,7 +104,7 @@ async def test_queues_migrate_on_a_broker_that_has_none_of_them_declares_them(
     fresh_env: dict[str, str],
 ) -> None:
     """A first deployment: neither the queues nor the store's exchange exist yet."""
-    migrated = _cli(fresh_env, "queues", "migrate")
+    migrated = run_cli(fresh_env, "queues", "migrate", check=False)
     assert migrated.returncode == 0, migrated.stderr
     settings = load_settings(fresh_env)
     types = _queue_types()
