@@ -5,9 +5,6 @@ for it, and every upload ends COMPLETED."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -23,10 +20,15 @@ from mediagate.domain.principal import Principal
 from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant, error_codes, graphql
-from tests.support.daemons import serve_api
-from tests.support.flow import GET_UPLOAD_URL, burst, upload_until_available
+from tests.support.daemons import run_cli
+from tests.support.flow import (
+    GET_UPLOAD_URL,
+    burst,
+    served_with_a_worker,
+    upload_until_available,
+)
 from tests.support.private_postgres import PrivatePostgres, private_postgres
-from tests.support.worker_process import WorkerProcess, dead_letters, wait_until
+from tests.support.worker_process import dead_letters, wait_until
 
 PHOTO = media.fixture("landscape_2.jpg")
 UPLOADS = 40
@@ -37,17 +39,6 @@ CLIENT_TASKS = 8
 def own_database() -> Iterator[PrivatePostgres]:
     with private_postgres() as server:
         yield server
-
-
-def _cli(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "mediagate.cli", *args],
-        env={"PATH": os.environ["PATH"], **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
 
 
 async def _statuses(url: str, session_id: uuid.UUID) -> Counter[str]:
@@ -81,9 +72,11 @@ async def test_a_database_restart_mid_burst_is_waited_out(
         "BUCKET_EVENTS_EXCHANGE": f"mediagate.pgrestart.{run}.events",
     }
     settings = load_settings(own)
-    _cli(own, "migrate")
+    run_cli(own, "migrate")
     organization = uuid.uuid4()
-    session_id = uuid.UUID(_cli(own, "session", "create", "--org", str(organization)).strip())
+    session_id = uuid.UUID(
+        run_cli(own, "session", "create", "--org", str(organization)).stdout.strip()
+    )
     principal = Principal(uuid.uuid4(), organization)
     tenant = Tenant(principal, session_id, issue_token(settings, principal, 3600))
     answers: Counter[str] = Counter()
@@ -91,36 +84,31 @@ async def test_a_database_restart_mid_burst_is_waited_out(
     async def upload_one(client: httpx.AsyncClient) -> None:
         await upload_until_available(client, tenant, PHOTO, answers)
 
-    with serve_api(own, "--workers", "1", log=tmp_path / "api.log") as served:
-        worker = WorkerProcess(own)
-        await worker.start(settings)
-        try:
+    async with served_with_a_worker(own, settings, tmp_path / "api.log") as served:
 
-            async def restart_midway() -> None:
-                async def some_completed() -> bool:
-                    return (await _statuses(own_database.url, session_id))["COMPLETED"] >= 5
+        async def restart_midway() -> None:
+            async def some_completed() -> bool:
+                return (await _statuses(own_database.url, session_id))["COMPLETED"] >= 5
 
-                await wait_until(some_completed, "nothing completed before the restart")
-                await asyncio.to_thread(own_database.stop)
-                async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
-                    variables = {
-                        "sessionId": str(session_id),
-                        "filename": "p.jpg",
-                        "contentType": "image/jpeg",
-                    }
-                    down = await graphql(client, GET_UPLOAD_URL, variables, tenant.token)
-                assert error_codes(down) == ["SERVICE_UNAVAILABLE"], down
-                assert "Traceback" not in str(down)
-                await asyncio.to_thread(own_database.start)
+            await wait_until(some_completed, "nothing completed before the restart")
+            await asyncio.to_thread(own_database.stop)
+            async with httpx.AsyncClient(base_url=served.url, timeout=60) as client:
+                variables = {
+                    "sessionId": str(session_id),
+                    "filename": "p.jpg",
+                    "contentType": "image/jpeg",
+                }
+                down = await graphql(client, GET_UPLOAD_URL, variables, tenant.token)
+            assert error_codes(down) == ["SERVICE_UNAVAILABLE"], down
+            assert "Traceback" not in str(down)
+            await asyncio.to_thread(own_database.start)
 
-            await burst(served.url, UPLOADS, CLIENT_TASKS, upload_one, restart_midway)
+        await burst(served.url, UPLOADS, CLIENT_TASKS, upload_one, restart_midway)
 
-            async def all_completed() -> bool:
-                return (await _statuses(own_database.url, session_id))["COMPLETED"] == UPLOADS
+        async def all_completed() -> bool:
+            return (await _statuses(own_database.url, session_id))["COMPLETED"] == UPLOADS
 
-            await wait_until(all_completed, "not every upload completed", timeout=180)
-        finally:
-            worker.stop()
+        await wait_until(all_completed, "not every upload completed", timeout=180)
     assert await _statuses(own_database.url, session_id) == Counter({"COMPLETED": UPLOADS})
     assert answers["INTERNAL_SERVER_ERROR"] == 0, answers
     assert await dead_letters(settings) == []

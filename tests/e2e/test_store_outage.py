@@ -13,26 +13,18 @@ from urllib.parse import urlsplit
 import httpx
 
 from mediagate.config import load_settings
-from mediagate.db.engine import pool
 from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant
-from tests.support.daemons import serve_api
-from tests.support.flow import burst, upload_until_available
+from tests.support.flow import burst, served_with_a_worker, upload_until_available
+from tests.support.outcomes import all_completed, statuses
 from tests.support.tcp_proxy import CuttableProxy
-from tests.support.worker_process import WorkerProcess, dead_letters, wait_until
+from tests.support.worker_process import dead_letters, wait_until
 
 PHOTO = media.fixture("landscape_3.jpg")
 UPLOADS = 30
 CLIENT_TASKS = 8
 OUTAGE_SECONDS = 30.0
-
-
-async def _statuses(session_id: uuid.UUID) -> Counter[str]:
-    rows = await pool().fetch(
-        "SELECT status::text AS s FROM session_media WHERE session_id = $1", session_id
-    )
-    return Counter(row["s"] for row in rows)
 
 
 async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
@@ -63,14 +55,12 @@ async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
     async def upload_one(client: httpx.AsyncClient) -> None:
         await upload_until_available(client, tenant, PHOTO, answers)
 
-    with serve_api(own, "--workers", "1", log=tmp_path / "api.log") as served:
-        worker = WorkerProcess(own)
-        await worker.start(settings)
-        try:
+    try:
+        async with served_with_a_worker(own, settings, tmp_path / "api.log") as served:
 
             async def outage_midway() -> None:
                 async def some_completed() -> bool:
-                    return (await _statuses(tenant.session_id))["COMPLETED"] >= 5
+                    return (await statuses(tenant.session_id)).get("COMPLETED", 0) >= 5
 
                 await wait_until(some_completed, "nothing completed before the outage")
                 proxy.cut()
@@ -85,15 +75,10 @@ async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
                     await during
 
             await burst(served.url, UPLOADS, CLIENT_TASKS, upload_one, outage_midway)
-
-            async def all_completed() -> bool:
-                return (await _statuses(tenant.session_id))["COMPLETED"] == UPLOADS + 1
-
-            await wait_until(all_completed, "not every upload completed", timeout=180)
-        finally:
-            worker.stop()
-            await proxy.close()
-    assert await _statuses(tenant.session_id) == Counter({"COMPLETED": UPLOADS + 1})
+            await all_completed(tenant.session_id, UPLOADS + 1, timeout=180)
+    finally:
+        await proxy.close()
+    assert await statuses(tenant.session_id) == {"COMPLETED": UPLOADS + 1}
     assert answers["SERVICE_UNAVAILABLE"] >= 1, "confirmUpload needs the store: it waited"
     assert answers["INTERNAL_SERVER_ERROR"] == 0, answers
     assert await dead_letters(settings) == []

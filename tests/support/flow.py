@@ -6,7 +6,9 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,8 @@ import httpx
 from mediagate.config import Settings
 from tests.support.api import Tenant, graphql
 from tests.support.broker import drain
+from tests.support.daemons import ServedApi, serve_api
+from tests.support.worker_process import WorkerProcess
 
 GET_UPLOAD_URL = """
 mutation Upload($sessionId: UUID!, $filename: String!, $contentType: String!, $stage: String) {
@@ -173,3 +177,18 @@ async def burst(
                 await upload_one(client)
 
     await asyncio.gather(midway(), *(client_task() for _ in range(tasks)))
+
+
+@asynccontextmanager
+async def served_with_a_worker(
+    env: dict[str, str], settings: Settings, log: Path
+) -> AsyncIterator[ServedApi]:
+    """`mediagate serve` (one process, its log to `log`) and one `mediagate worker` on
+    `env`, until the block ends."""
+    with serve_api(env, "--workers", "1", log=log) as served:
+        worker = WorkerProcess(env)
+        await worker.start(settings)
+        try:
+            yield served
+        finally:
+            worker.stop()
