@@ -8,7 +8,8 @@ COMPLETED (the drain), the API's p50/p99 per mutation during the burst, and the 
 (VmHWM) of every process of the stack. `--kill-leader N` SIGKILLs the node leading the
 work queue once N uploads are COMPLETED and reports the longest pause in completions
 after it (the stall a node loss costs). `--frontend beast` runs RGW's default front end
-(see tests/support/rgw.py for why the tests use civetweb).
+(see tests/support/rgw.py for why the tests use civetweb). `--broker single` runs the
+machine's one RabbitMQ node with classic queues instead, for comparison.
 Run: `just bench-burst` (or `.venv/bin/python bench/burst_bench.py`).
 """
 
@@ -47,11 +48,14 @@ PHOTO = media.fixture("landscape_5.jpg")
 CLIENT_TASKS = 16
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _peak_rss_mib(pid: int) -> float | None:
+    """None for a process that is gone (a node the bench killed)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def _children(pid: int) -> list[int]:
@@ -102,7 +106,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         gateway.start()
         stack.callback(gateway.stop)
         (workdir / "rabbit").mkdir()
-        cluster: Cluster = stack.enter_context(rabbit_cluster(workdir / "rabbit"))
+        cluster = (
+            stack.enter_context(rabbit_cluster(workdir / "rabbit"))
+            if args.broker == "cluster"
+            else None
+        )
         database = await daemons.create_database()
         users = [gateway.create_user(name) for name in ("mediagate", "mediagate-upload")]
         env = rgw_environment(
@@ -110,8 +118,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
             gateway,
             *users,
             CLAMAV_PORT=str(clamd.port),
-            AMQP_URL=cluster.amqp_url,
-            QUEUE_TYPE="quorum",
+            AMQP_URL=daemons.AMQP_URL if cluster is None else cluster.amqp_url,
+            QUEUE_TYPE="classic" if cluster is None else "quorum",
             AMQP_PUBLISH_TIMEOUT="15",
             MAX_PENDING_UPLOADS_PER_USER=str(args.uploads),
         )
@@ -132,7 +140,7 @@ def _peaks(
     workers: list[WorkerProcess],
     clamd: daemons.Clamd,
     gateway: CephGateway,
-    cluster: Cluster,
+    cluster: Cluster | None,
 ) -> list[tuple[str, float]]:
     """Peak RSS of every process of the stack, by a name that says what it is."""
     processes = [*_tree("api", api)]
@@ -142,15 +150,16 @@ def _peaks(
     if clamd.pid is not None:
         processes.append(("clamd", clamd.pid))
     processes += gateway.daemon_pids()
-    processes += [(node.name.split("@")[0], node.pid()) for node in cluster.nodes]
-    return [(name, _peak_rss_mib(pid)) for name, pid in processes]
+    nodes = [] if cluster is None else cluster.nodes
+    processes += [(node.name.split("@")[0], node.pid()) for node in nodes]
+    return [(name, peak) for name, pid in processes if (peak := _peak_rss_mib(pid)) is not None]
 
 
 async def _measure(
     args: argparse.Namespace,
     env: dict[str, str],
     settings: Settings,
-    cluster: Cluster,
+    cluster: Cluster | None,
     clamd: daemons.Clamd,
     gateway: CephGateway,
 ) -> None:
@@ -171,19 +180,24 @@ async def _measure(
 
     async def midway() -> None:
         kill_after: int | None = args.kill_leader
-        if kill_after is None:
+        if kill_after is None or cluster is None:
             return
 
         async def enough() -> bool:
             return (await statuses(tenant.session_id)).get("COMPLETED", 0) >= kill_after
 
         await wait_until(enough, "too few completed before the kill", 300)
-        cluster.queue_leader(settings.broker.media_queue).kill()
+        leader = await asyncio.to_thread(cluster.queue_leader, settings.broker.media_queue)
+        leader.kill()
         killed_at.append(time.time())
 
     with daemons.serve_api(env, "--workers", "2") as served:
         workers = [WorkerProcess(env), WorkerProcess(env)]
-        first = load_settings({**env, "AMQP_URL": cluster.nodes[0].url})
+        first = (
+            settings
+            if cluster is None
+            else load_settings({**env, "AMQP_URL": cluster.nodes[0].url})
+        )
         try:
             for worker in workers:
                 await worker.start(first)
@@ -198,7 +212,9 @@ async def _measure(
                 worker.stop()
 
     found = await statuses(tenant.session_id)
-    print(f"{args.uploads} uploads, {CLIENT_TASKS} client tasks, RGW {args.frontend}: {found}")
+    where = "the machine's node, classic queues" if cluster is None else "3 nodes, quorum queues"
+    print(f"{args.uploads} uploads, {CLIENT_TASKS} client tasks, RGW {args.frontend}, {where}")
+    print(f"  {found}")
     print(f"  every confirmUpload answered after {answered:.1f} s")
     print(f"  every upload COMPLETED after {drained:.1f} s ({args.uploads / drained:.1f}/s)")
     for mutation, values in latencies.items():
@@ -217,6 +233,12 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=500)
     parser.add_argument("--kill-leader", type=int, metavar="N", help="kill it after N COMPLETED")
     parser.add_argument("--frontend", choices=["civetweb", "beast"], default="civetweb")
+    parser.add_argument(
+        "--broker",
+        choices=["cluster", "single"],
+        default="cluster",
+        help="single: the machine's RabbitMQ node with classic queues, for comparison",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mediagate-burst-") as workdir:
         asyncio.run(run(args, Path(workdir)))
