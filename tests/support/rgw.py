@@ -53,8 +53,8 @@ class RgwUser:
 
 
 # RGW's HTTP front ends. Beast is RGW's default; under a burst of concurrent PUTs, RGW
-# 16.2.15's beast segfaulted in one run of six (in RGWPutObj_ObjStore_S3::get_params, on
-# a coroutine's stack), civetweb's threads in none of ten.
+# 16.2.15's beast segfaulted in one 500-upload run of four (in
+# RGWPutObj_ObjStore_S3::get_params, on a coroutine's stack); civetweb ran 13 of 13.
 FRONTENDS = {
     "beast": "beast endpoint=127.0.0.1:{port}",
     "civetweb": "civetweb port=127.0.0.1:{port}",
