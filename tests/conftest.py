@@ -16,8 +16,16 @@ from mediagate.storage.object_store import ObjectStore
 from mediagate.storage.setup import setup_storage
 from tests.support import daemons
 from tests.support.api import Tenant, in_process, lifespan_in_own_task, new_tenant
-from tests.support.environment import delete_queues, make_env
+from tests.support.environment import delete_handed_out, delete_queues, make_env
 from tests.support.rabbit_cluster import Cluster, rabbit_cluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def broker_left_clean() -> AsyncIterator[None]:
+    """The machine's broker as the session found it: every queue the tests declared on it
+    goes at the end (tests/support/environment.py says why)."""
+    yield
+    await delete_handed_out()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant, error_codes, graphql
 from tests.support.daemons import run_cli
+from tests.support.environment import own_names
 from tests.support.flow import (
     GET_UPLOAD_URL,
     burst,
@@ -64,12 +65,10 @@ async def test_a_database_restart_mid_burst_is_waited_out(
     api: httpx.AsyncClient,
     tmp_path: Path,
 ) -> None:
-    run = uuid.uuid4().hex[:8]
     own = {
         **env,
         "DATABASE_URL": own_database.url,
-        "MEDIA_QUEUE": f"mediagate.pgrestart.{run}",
-        "BUCKET_EVENTS_EXCHANGE": f"mediagate.pgrestart.{run}.events",
+        **own_names("pgrestart"),
     }
     settings = load_settings(own)
     run_cli(own, "migrate")

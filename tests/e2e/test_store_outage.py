@@ -5,7 +5,6 @@ COMPLETED: nothing is REJECTED for it."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from mediagate.config import load_settings
 from mediagate.storage.object_store import ObjectStore
 from tests.support import daemons, media
 from tests.support.api import Tenant
+from tests.support.environment import own_names
 from tests.support.flow import burst, served_with_a_worker, upload_until_available
 from tests.support.outcomes import all_completed, statuses
 from tests.support.tcp_proxy import CuttableProxy
@@ -40,14 +40,12 @@ async def test_the_store_out_of_reach_for_30_seconds_is_waited_out(
     assert direct.hostname is not None and direct.port is not None
     proxy = CuttableProxy(direct.hostname, direct.port)
     await proxy.start()
-    run = uuid.uuid4().hex[:8]
     # mediagate reaches the store through the proxy; browsers' PUTs go straight to it.
     own = {
         **env,
         "S3_ENDPOINT": proxy.url,
         "S3_PUBLIC_ENDPOINT": s3_endpoint,
-        "MEDIA_QUEUE": f"mediagate.storeoutage.{run}",
-        "BUCKET_EVENTS_EXCHANGE": f"mediagate.storeoutage.{run}.events",
+        **own_names("storeoutage"),
     }
     settings = load_settings(own)
     answers: Counter[str] = Counter()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
@@ -26,6 +25,7 @@ from tests.support import daemons, media
 from tests.support.api import Tenant
 from tests.support.broker import drain
 from tests.support.daemons import RabbitNode
+from tests.support.environment import own_names
 from tests.support.flow import drain_jobs
 from tests.support.readback import row, stage
 from tests.support.worker_process import WorkerProcess, wait_for_status, wait_until
@@ -127,13 +127,11 @@ async def _start_held_job(
 
 
 def _on_broker(env: dict[str, str], node: RabbitNode, **overrides: str) -> dict[str, str]:
-    run = uuid.uuid4().hex[:8]
     return {
         **env,
         "AMQP_URL": node.url,
         "BUCKET_EVENTS_AMQP_URL": node.url,
-        "MEDIA_QUEUE": f"mediagate.long.{run}",
-        "BUCKET_EVENTS_EXCHANGE": f"mediagate.long.{run}.events",
+        **own_names("long"),
         "WORKER_PREFETCH": "1",
         **overrides,
     }

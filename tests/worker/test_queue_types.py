@@ -4,7 +4,6 @@ earlier deployment's classic queues to quorum ones without losing a message."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 
 import aio_pika
 import pytest
@@ -13,16 +12,16 @@ from mediagate.config import Settings, load_settings
 from mediagate.events import topology
 from tests.support.broker import drain
 from tests.support.daemons import run_cli
+from tests.support.environment import own_names
 
 
 @pytest.fixture
 def fresh_env(env: dict[str, str]) -> dict[str, str]:
-    """The session's environment with queue names of its own."""
-    run = uuid.uuid4().hex[:8]
+    """The session's environment with queue names of its own and the default queue
+    type (the session's own are classic)."""
     return {
-        **env,
-        "MEDIA_QUEUE": f"mediagate.types.{run}",
-        "BUCKET_EVENTS_EXCHANGE": f"mediagate.types.{run}.events",
+        **{name: value for name, value in env.items() if name != "QUEUE_TYPE"},
+        **own_names("types"),
         "RETRY_DELAYS_MS": "600000,1200000",
     }
 
