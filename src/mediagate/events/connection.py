@@ -53,7 +53,8 @@ class NodesConnection(RobustConnection):
 
 
 async def connect(nodes: Sequence[str], **kwargs: Any) -> aio_pika.abc.AbstractRobustConnection:
-    """Connected to the first node that answers (raises if none does)."""
-    connection = NodesConnection(nodes, **kwargs)
+    """Connected to the first node that answers (raises if none does); each node has
+    CONNECT_TIMEOUT_SECONDS unless `timeout` says otherwise."""
+    connection = NodesConnection(nodes, **{"timeout": CONNECT_TIMEOUT_SECONDS, **kwargs})
     await connection.connect()
     return connection

@@ -42,7 +42,6 @@ class JobPublisher:
     async def connect(cls, settings: Settings) -> JobPublisher:
         broker = await connection.connect(
             settings.broker.nodes(),
-            timeout=connection.CONNECT_TIMEOUT_SECONDS,
             reconnect_interval=RECONNECT_SECONDS,
         )
         channel = await broker.channel(publisher_confirms=True, on_return_raises=True)

@@ -132,8 +132,6 @@ async def declare_before_start(settings: Settings) -> None:
     """Declare everything once, on a connection of its own, before a server starts its
     processes: a queue of another type stops start-up here, with QueueMismatch, rather
     than in each process it would have started."""
-    broker = await connection.connect(
-        settings.broker.nodes(), timeout=connection.CONNECT_TIMEOUT_SECONDS
-    )
+    broker = await connection.connect(settings.broker.nodes())
     async with broker:
         await declare(await broker.channel(), settings)

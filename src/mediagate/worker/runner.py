@@ -121,7 +121,6 @@ async def run_worker(settings: Settings, heartbeat: Path | None = None) -> int:
     decoders = DecoderPool(settings.worker.prefetch, initializer=reuse_image_memory)
     connection = await broker_connection.connect(
         settings.broker.nodes(),
-        timeout=broker_connection.CONNECT_TIMEOUT_SECONDS,
         reconnect_interval=RECONNECT_SECONDS,
         client_properties={
             "connection_name": f"mediagate-worker {socket.gethostname()} {os.getpid()}"
